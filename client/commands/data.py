@@ -1,0 +1,81 @@
+"""`slamctl data`: make bag data sets (synthetic, or from a class-folder cell data set)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from client.console import err, progress_bar
+
+app = typer.Typer(
+    help="Make bag data sets: synthetic cytology or bags from class folders.", no_args_is_help=True
+)
+
+
+@app.command()
+def synth(
+    out: Annotated[Path, typer.Option(help="Output bag folder (BAGS).")],
+    bags: Annotated[int, typer.Option(help="Number of bags, half of them abnormal.")] = 40,
+    cells_per_bag: Annotated[int, typer.Option(help="Mean cells per bag.")] = 100,
+    witness_rate: Annotated[
+        float, typer.Option(help="Fraction of abnormal cells in an abnormal bag.")
+    ] = 0.05,
+    image_size: Annotated[int, typer.Option(help="Cell image size in px (the real data set: 250).")] = 72,
+    difficulty: Annotated[
+        float, typer.Option(help="0 = blasts clearly distinct .. 1 = identical to lymphocytes.")
+    ] = 0.5,
+    null: Annotated[
+        bool,
+        typer.Option("--null", help="Draw abnormal cells exactly like normal ones (no signal)."),
+    ] = False,
+    bag_size_jitter: Annotated[float, typer.Option(help="Bag size varies by +- this fraction.")] = 0.2,
+    test_fraction: Annotated[float, typer.Option(help="Fraction of bags held out (split.csv).")] = 0.25,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite a different data set in OUT.")] = False,
+) -> None:
+    """Generate synthetic stained-smear bags: OUT/<bag>/*.png, labels.csv, split.csv, cells.csv."""
+    from training.synthetic import SynthConfig, generate
+
+    config = SynthConfig(
+        bags=bags, cells_per_bag=cells_per_bag, witness_rate=witness_rate, image_size=image_size,
+        seed=seed, difficulty=difficulty, null=null, bag_size_jitter=bag_size_jitter,
+        test_fraction=test_fraction,
+    )  # fmt: skip
+    with progress_bar() as bar:
+        task = bar.add_task("synthesising bags", total=bags, info="")
+        made = generate(
+            config, out, force=force, progress=lambda done, total: bar.update(task, completed=done)
+        )
+    err.print(f"{'wrote' if made else 'already there:'} {bags} bags in {out}")
+
+
+@app.command(name="bags")
+def make_bags(
+    cells: Annotated[Path, typer.Option(help="Cell data set root: ROOT/<CLASS>/<image>.")],
+    out: Annotated[Path, typer.Option(help="Output bag folder (BAGS).")],
+    negative_class: Annotated[str, typer.Option(help="Class folder of normal cells.")] = "LYT",
+    positive_class: Annotated[str, typer.Option(help="Class folder of abnormal cells.")] = "BLA",
+    witness_rate: Annotated[
+        float, typer.Option(help="Fraction of positive cells in an abnormal bag.")
+    ] = 0.01,
+    bags: Annotated[int, typer.Option(help="Number of bags, half of them abnormal.")] = 100,
+    cells_per_bag: Annotated[int, typer.Option(help="Cells per bag.")] = 1000,
+    test_fraction: Annotated[float, typer.Option(help="Fraction of bags held out (split.csv).")] = 0.25,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite bags already in OUT.")] = False,
+) -> None:
+    """Make bags from a class-folder data set (e.g. Bone Marrow Cytomorphology), linking cells."""
+    from training.bag_generation import BagSpec
+    from training.bag_generation import make_bags as make
+
+    spec = BagSpec(
+        negative_class=negative_class, positive_class=positive_class, witness_rate=witness_rate,
+        bags=bags, cells_per_bag=cells_per_bag, seed=seed, test_fraction=test_fraction,
+    )  # fmt: skip
+    counts = make(cells, spec, out, force=force)
+    err.print(
+        f"wrote {counts['bags']} bags ({counts['cells']} cells, {counts['positives']} positive, "
+        f"{counts['copied']} copied) in {out}"
+    )

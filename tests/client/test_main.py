@@ -1,0 +1,12 @@
+from tests.conftest import run_cli
+
+
+def test_help_lists_command_groups():
+    r = run_cli("--help")
+    assert r.code == 0
+    assert "data" in r.out and "train" in r.out
+
+
+def test_unknown_option_is_a_usage_error():
+    r = run_cli("data", "synth", "--nope")
+    assert r.code == 2 and "No such option" in r.out + r.err

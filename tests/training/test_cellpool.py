@@ -1,0 +1,33 @@
+import numpy as np
+import pytest
+
+from slamctl.errors import SlamError
+from training.bagset import Bag
+from training.cellpool import CellPools, epoch_batches
+
+
+@pytest.mark.parametrize("n_pos,n_neg,batch", [(10, 90, 16), (50, 50, 32), (7, 3, 4), (1000, 10, 64)])
+def test_batches_are_disjoint_cover_and_proportional(n_pos, n_neg, batch):
+    batches = epoch_batches(n_pos, n_neg, batch, seed=0, epoch=0)
+    pos = np.concatenate([p for p, _ in batches])
+    neg = np.concatenate([n for _, n in batches])
+    assert sorted(pos) == list(range(n_pos)) and sorted(neg) == list(range(n_neg))
+    for p, n in batches:
+        assert len(p) >= 1 and len(n) >= 1
+        assert abs(len(p) - n_pos / len(batches)) <= 1 and abs(len(n) - n_neg / len(batches)) <= 1
+
+
+def test_epochs_differ_and_are_reproducible():
+    a = epoch_batches(20, 20, 8, seed=1, epoch=0)
+    b = epoch_batches(20, 20, 8, seed=1, epoch=0)
+    c = epoch_batches(20, 20, 8, seed=1, epoch=1)
+    assert all((x[0] == y[0]).all() for x, y in zip(a, b))
+    assert any((x[0] != y[0]).any() for x, y in zip(a, c))
+
+
+def test_pools_need_both_labels(tmp_path):
+    pos = Bag("a", 1, (tmp_path / "x.png",))
+    with pytest.raises(SlamError, match="no negative"):
+        CellPools.from_bags([pos], tmp_path)
+    with pytest.raises(SlamError, match="no positive"):
+        CellPools.from_bags([Bag("b", 0, (tmp_path / "y.png",))], tmp_path)

@@ -1,0 +1,162 @@
+"""A folder of bags: `BAGS/<bag_id>/<image>`, `labels.csv`, and the optional `split.csv`
+and `cells.csv` (DESIGN.md 2.1).
+
+Everything here is checked where it enters, and every error names the file at fault.
+`cells.csv` (per-cell truth) is read by evaluation only; nothing in this module that
+training uses touches it.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from slamctl.errors import SlamError
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"})
+LABELS_FILE = "labels.csv"
+SPLIT_FILE = "split.csv"
+CELLS_FILE = "cells.csv"
+
+
+@dataclass(frozen=True)
+class Bag:
+    bag_id: str
+    label: int  # 0 = normal, 1 = abnormal
+    files: tuple[Path, ...]  # readable-looking cell images, sorted by name
+    skipped: int = 0  # zero-byte files left out
+
+
+def read_csv(path: Path, columns: Iterable[str]) -> list[dict[str, str]]:
+    """Rows of a CSV whose header holds at least `columns`; one-line error otherwise."""
+    columns = tuple(columns)
+    try:
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            missing = [c for c in columns if c not in (reader.fieldnames or [])]
+            if missing:
+                raise SlamError(
+                    f"{path}: expected columns {','.join(columns)}, found "
+                    f"{','.join(reader.fieldnames or []) or 'no header'}"
+                )
+            return list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise SlamError(f"{path}: cannot read CSV ({e})") from None
+
+
+def write_csv(path: Path, header: list[str], rows: Iterable[Iterable[object]]) -> None:
+    """Write a CSV atomically (a crash leaves the old file or the new one, never half)."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+    tmp.replace(path)
+
+
+def _parse_label(value: str, path: Path, line: int) -> int:
+    if value.strip() not in ("0", "1"):
+        raise SlamError(f"{path}:{line}: label must be 0 or 1, got {value!r}")
+    return int(value)
+
+
+def read_labels(bags_dir: Path) -> dict[str, int]:
+    """Bag labels from `labels.csv`, or from the reference naming normal_* / abnormal_*."""
+    bags_dir = Path(bags_dir)
+    if not bags_dir.is_dir():
+        raise SlamError(f"{bags_dir}: bag folder does not exist")
+    path = bags_dir / LABELS_FILE
+    if path.exists():
+        rows = read_csv(path, ["bag_id", "label"])
+        labels = {r["bag_id"]: _parse_label(r["label"], path, i + 2) for i, r in enumerate(rows)}
+    else:
+        labels = {}
+        for d in sorted(p for p in bags_dir.iterdir() if p.is_dir()):
+            if d.name.startswith("abnormal_"):
+                labels[d.name] = 1
+            elif d.name.startswith("normal_"):
+                labels[d.name] = 0
+    if not labels:
+        raise SlamError(
+            f"{path}: no labels (write labels.csv with bag_id,label or name the bag folders "
+            "normal_* / abnormal_*)"
+        )
+    return labels
+
+
+def read_split(bags_dir: Path) -> dict[str, str] | None:
+    """`split.csv` (bag_id,split with split train or test), or None if there is none."""
+    path = Path(bags_dir) / SPLIT_FILE
+    if not path.exists():
+        return None
+    split = {}
+    for i, r in enumerate(read_csv(path, ["bag_id", "split"])):
+        if r["split"] not in ("train", "test"):
+            raise SlamError(f"{path}:{i + 2}: split must be train or test, got {r['split']!r}")
+        split[r["bag_id"]] = r["split"]
+    return split
+
+
+def list_images(folder: Path) -> tuple[list[Path], int]:
+    """Image files of a folder sorted by name, and how many zero-byte ones were left out."""
+    files, skipped = [], 0
+    for p in sorted(folder.iterdir()):
+        if p.suffix.lower() not in IMAGE_SUFFIXES or not p.is_file():
+            continue
+        if p.stat().st_size == 0:
+            skipped += 1
+            continue
+        files.append(p)
+    return files, skipped
+
+
+def load_bags(bags_dir: Path, split: str | None = None) -> list[Bag]:
+    """The labelled bags of `bags_dir`, optionally only those of one split (train/test).
+
+    With `split` given and no split.csv, every bag is taken. Raises SlamError naming the
+    path for a missing or empty bag folder and for labels that name absent bags.
+    """
+    bags_dir = Path(bags_dir)
+    labels = read_labels(bags_dir)
+    splits = read_split(bags_dir)
+    bags = []
+    for bag_id, label in sorted(labels.items()):
+        if split is not None and splits is not None:
+            if bag_id not in splits:
+                raise SlamError(f"{bags_dir / SPLIT_FILE}: bag {bag_id!r} has no split")
+            if splits[bag_id] != split:
+                continue
+        folder = bags_dir / bag_id
+        if not folder.is_dir():
+            raise SlamError(f"{folder}: bag named in {LABELS_FILE} has no folder")
+        files, skipped = list_images(folder)
+        if not files:
+            raise SlamError(f"{folder}: bag holds no readable image ({skipped} zero-byte)")
+        bags.append(Bag(bag_id, label, tuple(files), skipped))
+    if not bags:
+        raise SlamError(f"{bags_dir}: no bags in split {split!r}")
+    return bags
+
+
+def read_cell_truth(bags_dir: Path) -> dict[tuple[str, str], int]:
+    """Per-cell truth {(bag_id, file name): 0/1} from cells.csv, for evaluation only."""
+    path = Path(bags_dir) / CELLS_FILE
+    if not path.exists():
+        raise SlamError(f"{path}: missing (per-cell truth is needed for retrieval metrics)")
+    rows = read_csv(path, ["bag_id", "file", "positive"])
+    return {(r["bag_id"], r["file"]): _parse_label(r["positive"], path, i + 2) for i, r in enumerate(rows)}
+
+
+def assign_splits(labels: list[int], test_fraction: float, seed: int) -> list[str]:
+    """'train' or 'test' per bag: a seeded split by bag, stratified by label."""
+    import numpy as np  # local: the rest of this module is pure standard library
+
+    rng = np.random.default_rng([seed, 7])
+    splits = ["train"] * len(labels)
+    for label in sorted(set(labels)):
+        idx = [i for i, lab in enumerate(labels) if lab == label]
+        for i in rng.permutation(idx)[: int(round(len(idx) * test_fraction))]:
+            splits[int(i)] = "test"
+    return splits

@@ -1,0 +1,38 @@
+"""Checkpoints: plain dicts of tensors and primitives, written atomically, loaded without
+pickle (`torch.load(weights_only=True)`), each tagged with its kind so that a checkpoint
+of the wrong kind is refused with a one-line error."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from slamctl.errors import SlamError
+
+ENCODER_KIND = "slamctl-encoder"
+MIL_KIND = "slamctl-mil"
+
+
+def save_checkpoint(obj: dict, path: Path) -> None:
+    """torch.save to a temporary file, then an atomic rename: a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, kind: str, map_location: str | torch.device = "cpu") -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise SlamError(f"{path}: checkpoint does not exist")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # torch raises many types for a corrupt or foreign file
+        raise SlamError(f"{path}: not a readable checkpoint ({type(e).__name__})") from None
+    found = ckpt.get("kind") if isinstance(ckpt, dict) else None
+    if found != kind:
+        raise SlamError(f"{path}: expected a {kind} checkpoint, found {found or 'an unknown kind'}")
+    return ckpt

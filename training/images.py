@@ -1,0 +1,51 @@
+"""Decoding cell images into uint8 RGB arrays; torch-free, shared by training and client."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from slamctl.errors import SlamError
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """RGB from any mode PIL opens: gray, RGBA/LA/P (alpha over white), CMYK, 16-bit."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        peak = 65535.0 if arr.max() > 255 else 255.0
+        img = Image.fromarray(np.clip(arr / peak * 255.0 + 0.5, 0, 255).astype(np.uint8))
+    if img.mode == "P":
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, rgba)
+    return img.convert("RGB")
+
+
+def load_rgb(path: Path) -> np.ndarray:
+    """uint8 (H, W, 3) RGB of an image file; SlamError naming the file if it cannot be read."""
+    try:
+        with Image.open(path) as img:
+            img = ImageOps.exif_transpose(img)
+            return np.asarray(to_rgb(img), dtype=np.uint8)
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:
+        raise SlamError(f"{path}: not a readable image ({type(e).__name__}: {e})") from None
+
+
+def fit_square(rgb: np.ndarray, size: int) -> np.ndarray:
+    """Resize so the shorter side is `size`, then center-crop to (size, size, 3).
+
+    The crop offsets round down, as in the training eval transform; an image already
+    size x size is returned unchanged.
+    """
+    h, w = rgb.shape[:2]
+    if min(h, w) != size:
+        scale = size / min(h, w)
+        new = (max(size, round(w * scale)), max(size, round(h * scale)))
+        rgb = np.asarray(Image.fromarray(rgb).resize(new, Image.BILINEAR))
+        h, w = rgb.shape[:2]
+    top, left = (h - size) // 2, (w - size) // 2
+    return rgb[top : top + size, left : left + size]
