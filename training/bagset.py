@@ -149,14 +149,22 @@ def read_cell_truth(bags_dir: Path) -> dict[tuple[str, str], int]:
     return {(r["bag_id"], r["file"]): _parse_label(r["positive"], path, i + 2) for i, r in enumerate(rows)}
 
 
-def assign_splits(labels: list[int], test_fraction: float, seed: int) -> list[str]:
-    """'train' or 'test' per bag: a seeded split by bag, stratified by label."""
+def assign_splits(
+    labels: list[int], test_fraction: float, seed: int, *, at_least_one: bool = False
+) -> list[str]:
+    """'train' or 'test' per bag: a seeded split by bag, stratified by label.
+
+    With at_least_one, every label with two or more bags puts at least one in 'test'.
+    """
     import numpy as np  # local: the rest of this module is pure standard library
 
     rng = np.random.default_rng([seed, 7])
     splits = ["train"] * len(labels)
     for label in sorted(set(labels)):
         idx = [i for i, lab in enumerate(labels) if lab == label]
-        for i in rng.permutation(idx)[: int(round(len(idx) * test_fraction))]:
+        n_test = int(round(len(idx) * test_fraction))
+        if at_least_one and len(idx) >= 2:
+            n_test = min(max(1, n_test), len(idx) - 1)
+        for i in rng.permutation(idx)[:n_test]:
             splits[int(i)] = "test"
     return splits

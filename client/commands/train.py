@@ -63,3 +63,56 @@ def pretrain(
 
         path = run(cfg, bags, out, resume=resume, max_steps=max_steps, device=device, on_step=on_step)
     err.print(f"checkpoint: {path}")
+
+
+@app.command()
+def embed(
+    encoder: Annotated[Path, typer.Option(help="Pretraining checkpoint (RUN/checkpoint.pt).")],
+    bags: Annotated[Path, typer.Option(help="Bag folder with labels.csv.")],
+    out: Annotated[Path, typer.Option(help="Embedding folder: one <bag_id>.npz per bag.")],
+    features: Annotated[str, typer.Option(help="h (backbone, 8*width) or z (projection head).")] = "z",
+    batch_size: Annotated[int, typer.Option(help="Cells per forward pass.")] = 256,
+    workers: Annotated[int, typer.Option(help="Image-decoding processes.")] = 2,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, ... (default: cuda if present).")] = None,
+) -> None:
+    """Embed every cell of every bag, batched; bags already embedded are skipped (resumable)."""
+    from training.embed import embed_bags
+
+    with progress_bar() as bar:
+        task = bar.add_task("embedding bags", total=None, info="")
+        meta = embed_bags(
+            encoder, bags, out, features=features, batch_size=batch_size, num_workers=workers, device=device,
+            on_bag=lambda done, total, bag_id: bar.update(task, completed=done, total=total, info=bag_id),
+        )  # fmt: skip
+    err.print(f"embeddings ({meta['features']}, D={meta['dim']}) in {out}")
+
+
+@app.command()
+def mil(
+    embeddings: Annotated[Path, typer.Option(help="Embedding folder from `slamctl train embed`.")],
+    labels: Annotated[Path, typer.Option(help="BAGS/labels.csv (split.csv beside it selects train bags).")],
+    out: Annotated[Path, typer.Option(help="Run folder: mil.pt, mil_history.csv.")],
+    aggregator: Annotated[str, typer.Option(help="pamil or abmil.")] = "pamil",
+    epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = 50,
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
+    n_proto: Annotated[int, typer.Option(help="PAMIL prototypes.")] = 10,
+    val_fraction: Annotated[float, typer.Option(help="Train bags held out for model selection.")] = 0.25,
+    patience: Annotated[
+        int, typer.Option(help="Early stopping: epochs without a better validation loss.")
+    ] = 10,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Train the MIL aggregator on bag labels; the model kept has the lowest validation loss."""
+    from training.mil import MilConfig, train_mil
+
+    cfg = MilConfig(aggregator=aggregator, epochs=epochs, lr=lr, n_proto=n_proto, val_fraction=val_fraction,
+                    patience=patience, seed=seed)  # fmt: skip
+    with progress_bar() as bar:
+        task = bar.add_task(f"training {aggregator}", total=epochs, info="")
+
+        def on_epoch(done, total, row):
+            info = f"val loss {row['val_loss']:.3f} F1 {row['val_f1']:.2f}"
+            bar.update(task, completed=done, info=info)
+
+        path = train_mil(cfg, embeddings, labels, out, on_epoch=on_epoch)
+    err.print(f"checkpoint: {path}")

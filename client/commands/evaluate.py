@@ -1,0 +1,35 @@
+"""`slamctl evaluate`: bag metrics and Top-K positive-cell retrieval on held-out bags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from client.console import err
+
+
+def evaluate(
+    run: Annotated[Path, typer.Option(help="MIL run folder (holds mil.pt) or the mil.pt file.")],
+    embeddings: Annotated[Path, typer.Option(help="Embedding folder.")],
+    bags: Annotated[Path, typer.Option(help="Bag folder with labels.csv, split.csv and cells.csv.")],
+    out: Annotated[Path | None, typer.Option(help="Output folder (default: RUN/eval).")] = None,
+    split: Annotated[str, typer.Option(help="Bags to evaluate: test, train or all.")] = "test",
+    top_k: Annotated[
+        int | None, typer.Option(help="K cells for retrieval (default: 0.4 x bag size).")
+    ] = None,
+    threshold: Annotated[float, typer.Option(help="Decision threshold on P(abnormal).")] = 0.5,
+) -> None:
+    """Evaluate a MIL run: bag F1, AUC, precision, recall; Top-K retrieval; per-bag and per-cell CSVs."""
+    from training.evaluate import evaluate as run_eval
+
+    mil_path = run / "mil.pt" if run.is_dir() else run
+    out = out or mil_path.parent / "eval"
+    s = run_eval(mil_path, embeddings, bags, out, split=None if split == "all" else split, top_k=top_k,
+                 threshold=threshold)  # fmt: skip
+    retrieval = "n/a" if s["top_k_fraction_mean"] is None else f"{s['top_k_fraction_mean']:.3f}"
+    err.print(
+        f"{s['bags']} bags: F1 {s['f1']:.3f}  AUC {s['auc']:.3f}  precision {s['precision']:.3f}  "
+        f"recall {s['recall']:.3f}  top-K retrieval {retrieval}  -> {out}"
+    )

@@ -1,0 +1,75 @@
+import csv
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from slamctl.errors import SlamError
+from training.checkpoint import ENCODER_KIND, MIL_KIND, load_checkpoint
+from training.embed import save_npz
+from training.mil import MilConfig, load_mil, train_mil
+
+
+def fake_embeddings(folder, n_bags=16, dim=6, seed=0, signal=3.0):
+    """Bags whose abnormal ones hold a few cells shifted along one axis: learnable."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True)
+    (folder / "embedding.json").write_text(
+        f'{{"dim": {dim}, "features": "z", "method": "test", "encoder_sha256": "x"}}'
+    )
+    rows = []
+    for i in range(n_bags):
+        label = i % 2
+        x = rng.normal(size=(20, dim)).astype(np.float32)
+        if label:
+            x[:3, 0] += signal
+        save_npz(folder / f"bag_{i:02d}.npz", features=x, names=np.array([f"c{j}.png" for j in range(20)]))
+        rows.append((f"bag_{i:02d}", label))
+    with open(folder / "labels.csv", "w", newline="") as f:
+        csv.writer(f).writerows([("bag_id", "label"), *rows])
+    return folder
+
+
+@pytest.mark.parametrize("aggregator", ["pamil", "abmil"])
+def test_trains_and_selects_on_validation(tmp_path, aggregator):
+    emb = fake_embeddings(tmp_path / "emb")
+    cfg = MilConfig(aggregator=aggregator, epochs=15, patience=15)
+    path = train_mil(cfg, emb, emb / "labels.csv", tmp_path / "run")
+    model, ckpt = load_mil(path)
+    assert ckpt["kind"] == MIL_KIND and ckpt["val_bags"] == 4 and ckpt["fit_bags"] == 12
+    history = list(csv.DictReader(open(tmp_path / "run" / "mil_history.csv")))
+    best = min(history, key=lambda r: float(r["val_loss"]))
+    assert ckpt["best"]["epoch"] == int(best["epoch"])
+    assert float(history[-1]["train_loss"]) < float(history[0]["train_loss"])
+    out = model(torch.zeros(5, 6))
+    assert out.attention.shape == (2, 5)
+
+
+def test_early_stopping(tmp_path):
+    emb = fake_embeddings(tmp_path / "emb", signal=0.0)
+    train_mil(MilConfig(epochs=50, patience=2), emb, emb / "labels.csv", tmp_path / "run")
+    history = list(csv.DictReader(open(tmp_path / "run" / "mil_history.csv")))
+    assert len(history) < 50
+
+
+def test_labels_naming_missing_bags(tmp_path):
+    emb = fake_embeddings(tmp_path / "emb")
+    (emb / "bag_03.npz").unlink()
+    with pytest.raises(SlamError, match=r"labels.csv: bag 'bag_03' has no embeddings"):
+        train_mil(MilConfig(epochs=1), emb, emb / "labels.csv", tmp_path / "run")
+
+
+def test_wrong_dimension_file(tmp_path):
+    emb = fake_embeddings(tmp_path / "emb")
+    save_npz(emb / "bag_05.npz", features=np.zeros((4, 9), np.float32), names=np.array(["a", "b", "c", "d"]))
+    with pytest.raises(SlamError, match="bag_05.npz: expected embeddings of dimension 6, got 9"):
+        train_mil(MilConfig(epochs=1), emb, emb / "labels.csv", tmp_path / "run")
+
+
+def test_checkpoint_of_wrong_kind(tmp_path):
+    torch.save({"kind": ENCODER_KIND, "model": {}}, tmp_path / "enc.pt")
+    with pytest.raises(SlamError, match="expected a slamctl-mil checkpoint, found slamctl-encoder"):
+        load_mil(tmp_path / "enc.pt")
+    shutil.copy(tmp_path / "enc.pt", tmp_path / "enc2.pt")
+    assert load_checkpoint(tmp_path / "enc2.pt", ENCODER_KIND)["kind"] == ENCODER_KIND

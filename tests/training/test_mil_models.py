@@ -1,0 +1,41 @@
+import pytest
+import torch
+
+from training.abmil import ABMIL
+from training.pamil import PAMIL
+
+
+@pytest.mark.parametrize("cls", [PAMIL, ABMIL])
+@pytest.mark.parametrize("n", [1, 5000])
+def test_shapes_and_attention_sums(cls, n):
+    torch.manual_seed(0)
+    model = cls(32).eval()
+    out = model(torch.randn(n, 32))
+    assert out.logits.shape == (2,)
+    assert out.attention.shape == (2, n)
+    assert torch.allclose(out.attention.sum(dim=1), torch.ones(2), atol=1e-5)
+    assert (out.attention >= 0).all() and out.aux_loss.shape == ()
+
+
+def test_pamil_clustering_loss_is_weighted_and_bounded():
+    out = PAMIL(16, n_proto=4)(torch.randn(50, 16))
+    # each clustering term lies in [0, 1): the weighted sum in [0, 0.01)
+    assert 0 <= float(out.aux_loss.detach()) < 0.01
+
+
+@pytest.mark.parametrize("cls", [PAMIL, ABMIL])
+def test_wrong_input_is_refused(cls):
+    with pytest.raises(ValueError, match=r"expected bag features \(N >= 1, 32\), got \(3, 16\)"):
+        cls(32)(torch.randn(3, 16))
+    with pytest.raises(ValueError, match="got \\(0, 32\\)"):
+        cls(32)(torch.randn(0, 32))
+
+
+def test_attention_is_permutation_equivariant():
+    torch.manual_seed(1)
+    model = PAMIL(8).eval()
+    x = torch.randn(20, 8)
+    perm = torch.randperm(20)
+    a, b = model(x), model(x[perm])
+    assert torch.allclose(a.logits, b.logits, atol=1e-5)
+    assert torch.allclose(a.attention[:, perm], b.attention, atol=1e-6)

@@ -1,0 +1,164 @@
+"""Embedding every cell of every bag with a pretrained encoder, one `.npz` per bag.
+
+`EMB/<bag_id>.npz` holds `features` float32 (N, D) and `names` (the cell file names, in
+the same order), plus `skipped` (unreadable files). Files are written atomically; a bag
+already embedded by the same encoder with the same features is skipped, so an
+interrupted run resumes. `EMB/embedding.json` records the encoder (path and sha256), the
+features (h or z), D and the eval transform. Everything loads without pickle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from slamctl.errors import SlamError
+from training.bagset import Bag, load_bags
+from training.checkpoint import ENCODER_KIND, load_checkpoint
+from training.encoder import Encoder, EncoderConfig, center_crop, uint8_to_input
+from training.images import fit_square, load_rgb
+
+META_FILE = "embedding.json"
+FEATURES = ("h", "z")
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_encoder(path: Path, device: torch.device | str = "cpu") -> tuple[Encoder, dict]:
+    """The encoder of a pretraining checkpoint, in eval mode, and the checkpoint's config."""
+    ckpt = load_checkpoint(path, ENCODER_KIND, map_location=device)
+    model = Encoder(EncoderConfig(**ckpt["encoder_config"]))
+    model.load_state_dict(ckpt["model"])
+    return model.to(device).eval(), ckpt["config"]
+
+
+class _CellImages(Dataset):
+    def __init__(self, files: tuple[Path, ...], image_size: int) -> None:
+        self.files, self.image_size = files, image_size
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray | None, int]:
+        try:
+            return fit_square(load_rgb(self.files[i]), self.image_size), i
+        except SlamError:
+            return None, i
+
+
+def _collate(items):
+    ok = [(img, i) for img, i in items if img is not None]
+    bad = [i for img, i in items if img is None]
+    images = torch.from_numpy(np.stack([img for img, _ in ok])) if ok else None
+    return images, [i for _, i in ok], bad
+
+
+@dataclass(frozen=True)
+class EmbeddedBag:
+    bag_id: str
+    features: np.ndarray  # float32 (N, D)
+    names: list[str]
+
+
+def save_npz(path: Path, **arrays: np.ndarray) -> None:
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def load_embedded(path: Path, dim: int | None = None) -> EmbeddedBag:
+    """One bag's embeddings (no pickle); one-line errors for a bad file or dimension."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            features, names = z["features"], [str(n) for n in z["names"]]
+    except (OSError, KeyError, ValueError) as e:
+        raise SlamError(f"{path}: not a slamctl embedding file ({e})") from None
+    if features.ndim != 2 or features.shape[0] != len(names):
+        raise SlamError(f"{path}: expected features (N, D) for {len(names)} cells, got {features.shape}")
+    if features.shape[0] == 0:
+        raise SlamError(f"{path}: bag has zero cells")
+    if dim is not None and features.shape[1] != dim:
+        raise SlamError(f"{path}: expected embeddings of dimension {dim}, got {features.shape[1]}")
+    return EmbeddedBag(path.stem, features.astype(np.float32, copy=False), names)
+
+
+def read_meta(emb_dir: Path) -> dict:
+    path = Path(emb_dir) / META_FILE
+    if not path.is_file():
+        raise SlamError(f"{path}: missing (embed the bags first: slamctl train embed)")
+    return json.loads(path.read_text())
+
+
+@torch.no_grad()
+def embed_bags(
+    encoder_path: Path,
+    bags_dir: Path,
+    out: Path,
+    *,
+    features: str = "z",
+    batch_size: int = 256,
+    num_workers: int = 2,
+    device: str | None = None,
+    on_bag: Callable[[int, int, str], None] | None = None,
+) -> dict:
+    """Embed all bags of `bags_dir`; returns the metadata written to EMB/embedding.json."""
+    if features not in FEATURES:
+        raise SlamError(f"--features: expected h or z, got {features!r}")
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    encoder_path, out = Path(encoder_path), Path(out)
+    model, cfg = load_encoder(encoder_path, dev)
+    bags: list[Bag] = load_bags(bags_dir)
+    dim = model.config.feature_dim if features == "h" else model.config.proj_dim
+    meta = {
+        "encoder": str(encoder_path), "encoder_sha256": sha256_of(encoder_path), "features": features,
+        "dim": dim, "image_size": cfg["image_size"], "crop_size": cfg["crop_size"], "method": cfg["method"],
+    }  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    meta_path = out / META_FILE
+    if meta_path.exists():
+        old = json.loads(meta_path.read_text())
+        if (old["encoder_sha256"], old["features"]) != (meta["encoder_sha256"], features):
+            raise SlamError(f"{out}: holds embeddings of another encoder or features; use a new folder")
+    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+    use_h = features == "h"
+    for k, bag in enumerate(bags):
+        path = out / f"{bag.bag_id}.npz"
+        if not path.exists():
+            loader = DataLoader(
+                _CellImages(bag.files, cfg["image_size"]), batch_size=batch_size,
+                num_workers=num_workers, collate_fn=_collate,
+            )  # fmt: skip
+            chunks, kept, skipped = [], [], []
+            for images, ok, bad in loader:
+                skipped += [bag.files[i].name for i in bad]
+                if images is None:
+                    continue
+                x = center_crop(uint8_to_input(images.to(dev)), cfg["crop_size"])
+                h, z = model(x)
+                chunks.append((h if use_h else z).float().cpu().numpy())
+                kept += [bag.files[i].name for i in ok]
+            if not kept:
+                raise SlamError(f"{bags_dir}/{bag.bag_id}: no readable cell image")
+            save_npz(
+                path,
+                features=np.concatenate(chunks),
+                names=np.array(kept),
+                skipped=np.array(skipped, dtype=str),
+            )
+        if on_bag:
+            on_bag(k + 1, len(bags), bag.bag_id)
+    return meta

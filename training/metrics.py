@@ -1,0 +1,59 @@
+"""Bag-level classification metrics and Top-K positive-cell retrieval (DESIGN.md 2.5).
+
+Pure numpy functions; the positive class is abnormal (label 1).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def roc_auc(y: np.ndarray, score: np.ndarray) -> float:
+    """Area under the ROC curve (Mann-Whitney U, ties count one half); nan with one class."""
+    y, score = np.asarray(y).astype(bool), np.asarray(score, dtype=np.float64)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(score, kind="mergesort")
+    ranks = np.empty(len(score))
+    sorted_scores = score[order]
+    i = 0
+    while i < len(score):  # average ranks over ties
+        j = i
+        while j + 1 < len(score) and sorted_scores[j + 1] == sorted_scores[i]:
+            j += 1
+        ranks[order[i : j + 1]] = (i + j) / 2.0 + 1.0
+        i = j + 1
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def binary_metrics(y: np.ndarray, prob: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
+    """F1, precision, recall, accuracy at `threshold`, and AUC, of P(abnormal) per bag."""
+    y = np.asarray(y).astype(bool)
+    pred = np.asarray(prob) >= threshold
+    tp, fp, fn = int((pred & y).sum()), int((pred & ~y).sum()), int((~pred & y).sum())
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {
+        "f1": f1,
+        "precision": precision,
+        "recall": recall,
+        "accuracy": float((pred == y).mean()) if len(y) else float("nan"),
+        "auc": roc_auc(y, prob),
+    }
+
+
+def default_top_k(n_cells: int) -> int:
+    """The paper's K = 400 for bags of 1000 cells, scaled to the bag size (at least 1)."""
+    return max(1, round(0.4 * n_cells))
+
+
+def top_k_retrieval(attention: np.ndarray, positive: np.ndarray, k: int) -> tuple[int, float]:
+    """(positives among the k cells of highest attention, that count / positives in the bag)."""
+    positive = np.asarray(positive).astype(bool)
+    k = min(k, len(attention))
+    top = np.argsort(-np.asarray(attention), kind="stable")[:k]
+    found = int(positive[top].sum())
+    total = int(positive.sum())
+    return found, (found / total if total else float("nan"))

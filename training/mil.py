@@ -1,0 +1,179 @@
+"""Training a MIL aggregator on bag labels from per-bag embeddings (DESIGN.md 2.4).
+
+The train bags of split.csv are split again, seeded and stratified, into fit and
+validation bags; the model kept is the one of lowest validation loss (ties: higher
+validation F1), never the one of best training accuracy; training stops early after
+`patience` epochs without improvement. Test bags are never seen here.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from slamctl.errors import SlamError
+from training.abmil import ABMIL
+from training.bagset import assign_splits, read_csv, read_split
+from training.checkpoint import MIL_KIND, load_checkpoint, save_checkpoint
+from training.embed import EmbeddedBag, load_embedded, read_meta
+from training.metrics import binary_metrics
+from training.pamil import PAMIL
+
+AGGREGATORS = ("pamil", "abmil")
+
+
+@dataclass(frozen=True)
+class MilConfig:
+    aggregator: str = "pamil"
+    epochs: int = 50
+    lr: float = 1e-3  # Adam, as the reference
+    weight_decay: float = 1e-4
+    n_proto: int = 10  # PAMIL prototypes
+    val_fraction: float = 0.25  # of the train bags, for model selection
+    patience: int = 10  # epochs without a better validation loss before stopping
+    seed: int = 0
+
+    def check(self) -> None:
+        if self.aggregator not in AGGREGATORS:
+            raise SlamError(f"--aggregator: expected pamil or abmil, got {self.aggregator!r}")
+        if not 0 < self.val_fraction < 1:
+            raise SlamError(f"--val-fraction: expected 0 < f < 1, got {self.val_fraction}")
+
+
+def build_aggregator(name: str, in_dim: int, n_proto: int = 10) -> torch.nn.Module:
+    if name == "pamil":
+        return PAMIL(in_dim, n_proto=n_proto)
+    if name == "abmil":
+        return ABMIL(in_dim)
+    raise SlamError(f"unknown aggregator {name!r}: expected one of {', '.join(AGGREGATORS)}")
+
+
+def read_bag_labels(labels_path: Path) -> dict[str, int]:
+    rows = read_csv(labels_path, ["bag_id", "label"])
+    labels = {}
+    for i, r in enumerate(rows):
+        if r["label"] not in ("0", "1"):
+            raise SlamError(f"{labels_path}:{i + 2}: label must be 0 or 1, got {r['label']!r}")
+        labels[r["bag_id"]] = int(r["label"])
+    return labels
+
+
+def load_split_bags(
+    emb_dir: Path, labels_path: Path, split: str | None
+) -> tuple[list[EmbeddedBag], list[int], dict]:
+    """Embedded bags (and labels) of one split; split.csv beside labels.csv decides it."""
+    emb_dir, labels_path = Path(emb_dir), Path(labels_path)
+    meta = read_meta(emb_dir)
+    labels = read_bag_labels(labels_path)
+    splits = read_split(labels_path.parent)
+    bags, ys = [], []
+    for bag_id, y in sorted(labels.items()):
+        if split is not None and splits is not None and splits.get(bag_id) != split:
+            continue
+        path = emb_dir / f"{bag_id}.npz"
+        if not path.exists():
+            raise SlamError(f"{labels_path}: bag {bag_id!r} has no embeddings ({path} missing)")
+        bags.append(load_embedded(path, meta["dim"]))
+        ys.append(y)
+    if len(set(ys)) < 2:
+        raise SlamError(
+            f"{labels_path}: split {split!r} needs bags of both labels, found labels {sorted(set(ys))}"
+        )
+    return bags, ys, meta
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, bags: list[EmbeddedBag]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """P(abnormal) per bag and the abnormal-class attention over each bag's cells."""
+    model.eval()
+    probs, attention = [], []
+    for bag in bags:
+        out = model(torch.from_numpy(bag.features))
+        probs.append(float(torch.softmax(out.logits, dim=0)[1]))
+        attention.append(out.attention[1].numpy())
+    return np.array(probs), attention
+
+
+def _val_loss(model, bags, ys) -> float:
+    with torch.no_grad():
+        model.eval()
+        losses = [
+            F.cross_entropy(model(torch.from_numpy(b.features)).logits[None], torch.tensor([y])).item()
+            for b, y in zip(bags, ys)
+        ]
+    return float(np.mean(losses))
+
+
+def train_mil(
+    cfg: MilConfig,
+    emb_dir: Path,
+    labels_path: Path,
+    out: Path,
+    *,
+    on_epoch: Callable[[int, int, dict], None] | None = None,
+) -> Path:
+    """Train on the train split, select on validation; returns OUT/mil.pt."""
+    cfg.check()
+    bags, ys, meta = load_split_bags(emb_dir, labels_path, "train")
+    roles = assign_splits(ys, cfg.val_fraction, cfg.seed, at_least_one=True)  # 'test' here means validation
+    fit = [i for i, r in enumerate(roles) if r == "train"]
+    val = [i for i, r in enumerate(roles) if r == "test"]
+    if not val or not fit:
+        raise SlamError(f"{labels_path}: too few train bags ({len(ys)}) for a validation split")
+    torch.manual_seed(cfg.seed)
+    model = build_aggregator(cfg.aggregator, meta["dim"], cfg.n_proto)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    rng = np.random.default_rng(cfg.seed)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    best = {"val_loss": math.inf, "val_f1": -1.0, "epoch": -1}
+    best_state = None
+    history = []
+    for epoch in range(cfg.epochs):
+        model.train()
+        train_loss = 0.0
+        for i in rng.permutation(fit):
+            output = model(torch.from_numpy(bags[i].features))
+            loss = F.cross_entropy(output.logits[None], torch.tensor([ys[i]])) + output.aux_loss
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            train_loss += loss.item() / len(fit)
+        val_bags, val_ys = [bags[i] for i in val], [ys[i] for i in val]
+        val_loss = _val_loss(model, val_bags, val_ys)
+        val_f1 = binary_metrics(np.array(val_ys), predict(model, val_bags)[0])["f1"]
+        row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_f1": val_f1}
+        history.append(row)
+        if (val_loss, -val_f1) < (best["val_loss"], -best["val_f1"]):
+            best = {"val_loss": val_loss, "val_f1": val_f1, "epoch": epoch}
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if on_epoch:
+            on_epoch(epoch + 1, cfg.epochs, row)
+        if epoch - best["epoch"] >= cfg.patience:
+            break
+    with open(out / "mil_history.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(history[0]))
+        writer.writeheader()
+        writer.writerows(history)
+    path = out / "mil.pt"
+    save_checkpoint({
+        "kind": MIL_KIND, "model": best_state, "config": asdict(cfg), "in_dim": meta["dim"],
+        "embedding": meta, "best": best, "fit_bags": len(fit), "val_bags": len(val),
+    }, path)  # fmt: skip
+    return path
+
+
+def load_mil(path: Path) -> tuple[torch.nn.Module, dict]:
+    """The aggregator of a MIL checkpoint, in eval mode, and the checkpoint."""
+    ckpt = load_checkpoint(path, MIL_KIND)
+    cfg = MilConfig(**ckpt["config"])
+    model = build_aggregator(cfg.aggregator, ckpt["in_dim"], cfg.n_proto)
+    model.load_state_dict(ckpt["model"])
+    return model.eval(), ckpt
