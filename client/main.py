@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from client.commands import data, evaluate, train
+from client.commands import data, evaluate, experiment, train
 from client.console import err
 from slamctl.errors import SlamError
 
@@ -26,6 +26,7 @@ app = typer.Typer(
 app.add_typer(data.app, name="data")
 app.add_typer(train.app, name="train")
 app.command(name="evaluate")(evaluate.evaluate)
+app.add_typer(experiment.app, name="experiment")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -286,7 +286,7 @@ def pretrain(
         optimizer.load_state_dict(ckpt["optimizer"])
         step = int(ckpt["step"])
     elif resume:
-        log.info("no checkpoint in %s: starting from scratch", out)
+        log.debug("no checkpoint in %s: starting from scratch", out)
 
     def save() -> None:
         if rank == 0:

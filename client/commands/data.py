@@ -8,6 +8,9 @@ from typing import Annotated
 import typer
 
 from client.console import err, progress_bar
+from training.synthetic import SynthConfig  # numpy and Pillow only: no torch
+
+_SYNTH = SynthConfig()
 
 app = typer.Typer(
     help="Make bag data sets: synthetic cytology or bags from class folders.", no_args_is_help=True
@@ -17,26 +20,31 @@ app = typer.Typer(
 @app.command()
 def synth(
     out: Annotated[Path, typer.Option(help="Output bag folder (BAGS).")],
-    bags: Annotated[int, typer.Option(help="Number of bags, half of them abnormal.")] = 40,
-    cells_per_bag: Annotated[int, typer.Option(help="Mean cells per bag.")] = 100,
+    bags: Annotated[int, typer.Option(help="Number of bags, half of them abnormal.")] = _SYNTH.bags,
+    cells_per_bag: Annotated[int, typer.Option(help="Mean cells per bag.")] = _SYNTH.cells_per_bag,
     witness_rate: Annotated[
         float, typer.Option(help="Fraction of abnormal cells in an abnormal bag.")
-    ] = 0.05,
-    image_size: Annotated[int, typer.Option(help="Cell image size in px (the real data set: 250).")] = 72,
+    ] = _SYNTH.witness_rate,
+    image_size: Annotated[
+        int, typer.Option(help="Cell image size in px (the real data set: 250).")
+    ] = _SYNTH.image_size,
     difficulty: Annotated[
         float, typer.Option(help="0 = blasts clearly distinct .. 1 = identical to lymphocytes.")
-    ] = 0.5,
+    ] = _SYNTH.difficulty,
     null: Annotated[
-        bool,
-        typer.Option("--null", help="Draw abnormal cells exactly like normal ones (no signal)."),
+        bool, typer.Option("--null", help="Draw abnormal cells exactly like normal ones (no signal).")
     ] = False,
-    bag_size_jitter: Annotated[float, typer.Option(help="Bag size varies by +- this fraction.")] = 0.2,
-    test_fraction: Annotated[float, typer.Option(help="Fraction of bags held out (split.csv).")] = 0.25,
+    bag_size_jitter: Annotated[
+        float, typer.Option(help="Bag size varies by +- this fraction.")
+    ] = _SYNTH.bag_size_jitter,
+    test_fraction: Annotated[
+        float, typer.Option(help="Fraction of bags held out (split.csv).")
+    ] = _SYNTH.test_fraction,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     force: Annotated[bool, typer.Option("--force", help="Overwrite a different data set in OUT.")] = False,
 ) -> None:
     """Generate synthetic stained-smear bags: OUT/<bag>/*.png, labels.csv, split.csv, cells.csv."""
-    from training.synthetic import SynthConfig, generate
+    from training.synthetic import generate
 
     config = SynthConfig(
         bags=bags, cells_per_bag=cells_per_bag, witness_rate=witness_rate, image_size=image_size,
