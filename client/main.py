@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from client.commands import data, evaluate, experiment, train
+from client.commands import data, evaluate, experiment, export, train
 from client.console import err
 from slamctl.errors import SlamError
 
@@ -27,6 +27,7 @@ app.add_typer(data.app, name="data")
 app.add_typer(train.app, name="train")
 app.command(name="evaluate")(evaluate.evaluate)
 app.add_typer(experiment.app, name="experiment")
+app.add_typer(export.app, name="export")
 
 
 def main(argv: list[str] | None = None) -> int:

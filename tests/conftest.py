@@ -43,3 +43,40 @@ def tiny_bags(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("bags")
     generate(TINY, out)
     return out
+
+
+@dataclass
+class TinyModels:
+    bags: Path
+    encoder: Path  # pretraining checkpoint
+    aggregator: Path  # MIL checkpoint
+    embeddings: Path
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tiny_bags, tmp_path_factory) -> TinyModels:
+    """A really trained (a few steps) tiny encoder + PAMIL on the tiny bags; read-only for tests."""
+    from training.embed import embed_bags
+    from training.mil import MilConfig, train_mil
+    from training.pretrain import PretrainConfig, pretrain
+
+    run = tmp_path_factory.mktemp("models")
+    cfg = PretrainConfig(epochs=1, batch_size=8, warmup_epochs=0, image_size=40, crop_size=32, width=4,
+                         proj_dim=8, num_workers=0)  # fmt: skip
+    encoder = pretrain(cfg, tiny_bags, run)
+    embed_bags(encoder, tiny_bags, run / "emb", num_workers=0)
+    aggregator = train_mil(MilConfig(epochs=3, patience=3), run / "emb", tiny_bags / "labels.csv", run)
+    return TinyModels(tiny_bags, encoder, aggregator, run / "emb")
+
+
+@pytest.fixture(scope="session")
+def tiny_repository(tiny_models, tmp_path_factory) -> Path:
+    """The tiny pair exported to a model repository by the project's own export; read-only."""
+    from export.onnx_export import export_pair
+    from export.repository import write_repository
+
+    repo = tmp_path_factory.mktemp("repo")
+    write_repository(
+        export_pair(tiny_models.encoder, tiny_models.aggregator, tmp_path_factory.mktemp("onnx")), repo
+    )
+    return repo

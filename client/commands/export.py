@@ -1,0 +1,77 @@
+"""`slamctl export`: checkpoints -> ONNX -> Triton model repository; `export validate`."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from client.console import err
+from slamctl import contract
+
+app = typer.Typer(
+    help="Export encoder and aggregator to a Triton model repository, or validate one.",
+    invoke_without_command=True,
+)
+
+
+@app.callback()
+def export(
+    ctx: typer.Context,
+    encoder: Annotated[Path | None, typer.Option(help="Pretraining checkpoint (RUN/checkpoint.pt).")] = None,
+    aggregator: Annotated[Path | None, typer.Option(help="MIL checkpoint (RUN/mil.pt).")] = None,
+    repository: Annotated[Path, typer.Option(help="Model repository to write.")] = Path("model_repository"),
+    version: Annotated[int | None, typer.Option(help="Version to write (default: the next one).")] = None,
+    max_bag_cells: Annotated[
+        int, typer.Option(help="Largest bag the aggregator serves.")
+    ] = contract.DEFAULT_MAX_BAG_CELLS,
+    trt_cache: Annotated[str, typer.Option(help="TensorRT engine cache path on the server.")] = "/trt_cache",
+) -> None:
+    """Export both models to ONNX and write the Triton repository (config.pbtxt, versions, manifest)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if encoder is None or aggregator is None:
+        raise typer.BadParameter(
+            "both --encoder and --aggregator are needed", param_hint="--encoder/--aggregator"
+        )
+    from export.onnx_export import export_pair
+    from export.repository import RepositorySettings, write_repository
+    from training.embed import sha256_of
+
+    with tempfile.TemporaryDirectory() as tmp:
+        with err.status("exporting to ONNX"):
+            pair = export_pair(encoder, aggregator, Path(tmp))
+        settings = RepositorySettings(max_bag_cells=max_bag_cells, trt_cache_dir=trt_cache)
+        sources = {"encoder_checkpoint": str(encoder), "encoder_sha256": sha256_of(encoder),
+                   "aggregator_checkpoint": str(aggregator), "aggregator_sha256": sha256_of(aggregator)}  # fmt: skip
+        v = write_repository(pair, repository, version=version, settings=settings, sources=sources)
+    err.print(f"wrote version {v} of {contract.ENCODER} (S={pair.size}, D={pair.dim}, {pair.features}) "
+              f"and {contract.AGGREGATOR} to {repository}")  # fmt: skip
+
+
+@app.command()
+def validate(
+    repository: Annotated[Path, typer.Argument(help="Model repository to check.")],
+    encoder: Annotated[
+        Path | None, typer.Option(help="With --aggregator: check parity with PyTorch.")
+    ] = None,
+    aggregator: Annotated[Path | None, typer.Option(help="MIL checkpoint for the parity check.")] = None,
+) -> None:
+    """Check a repository: configs parse and match the ONNX graphs, checksums, ONNX Runtime runs, parity."""
+    from export.validate import validate_repository
+
+    checks = validate_repository(repository, encoder, aggregator)
+    table = Table(title=f"validation of {repository}")
+    for col in ("model", "check", "result", "detail"):
+        table.add_column(col)
+    for c in checks.items:
+        table.add_row(c.model, c.name, "[green]ok[/green]" if c.ok else "[red]FAIL[/red]", c.detail)
+    err.print(table)
+    for c in checks.failures:
+        err.print(f"[red]FAIL[/red] {c.model}: {c.name}: {c.detail}", highlight=False, soft_wrap=True)
+    if checks.failures:
+        raise typer.Exit(code=1)
+    err.print(f"{len(checks.items)} checks passed")

@@ -1,0 +1,170 @@
+"""The Triton model repository: `config.pbtxt` per model, versioned ONNX files, a manifest.
+
+    model_repository/
+      manifest.json                      sha256 of every model file, and what made it
+      slam_encoder/config.pbtxt          onnxruntime_onnx, KIND_GPU, TensorRT FP16, dynamic batching
+      slam_encoder/<version>/model.onnx
+      mil_aggregator/config.pbtxt        onnxruntime_onnx, KIND_GPU, TensorRT FP32, max_batch_size 0
+      mil_aggregator/<version>/model.onnx
+
+Version policy: every export adds version N+1 (or `--version N`) and leaves older versions
+on disk for rollback; `version_policy { latest { num_versions: 1 } }` makes Triton serve the
+newest only. config.pbtxt describes the newest version.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+
+from slamctl import contract
+from slamctl.errors import SlamError
+from training.embed import sha256_of
+
+MANIFEST = "manifest.json"
+MODELS = (contract.ENCODER, contract.AGGREGATOR)
+
+
+@dataclass(frozen=True)
+class RepositorySettings:
+    max_batch_size: int = 256  # encoder; the contract asks for >= 256
+    preferred_batch_sizes: tuple[int, ...] = (64, 128, 256)
+    max_queue_delay_us: int = 2000  # dynamic batcher: wait up to 2 ms to fill a batch
+    opt_batch: int = 64  # TensorRT optimisation profile: the batch the engine is tuned for
+    max_bag_cells: int = contract.DEFAULT_MAX_BAG_CELLS
+    opt_bag_cells: int = 1000
+    workspace_bytes: int = 4 << 30
+    trt_cache_dir: str = "/trt_cache"  # a persistent volume in production, one per GPU type
+    encoder_instances: int = 1
+    warmup_batch: int = 64
+
+
+def _tensor_block(kind: str, specs: tuple[contract.TensorSpec, ...]) -> str:
+    items = ",\n".join(
+        f'  {{\n    name: "{t.name}"\n    data_type: {t.triton_dtype}\n    dims: [ {", ".join(map(str, t.dims))} ]\n  }}'
+        for t in specs
+    )
+    return f"{kind} [\n{items}\n]\n"
+
+
+def _trt_block(precision: str, workspace: int, cache: str, name: str, shapes: tuple[str, str, str]) -> str:
+    params = {
+        "precision_mode": precision,
+        "max_workspace_size_bytes": str(workspace),
+        "trt_engine_cache_enable": "true",
+        "trt_engine_cache_path": f"{cache}/{name}",
+        "trt_profile_min_shapes": shapes[0],
+        "trt_profile_opt_shapes": shapes[1],
+        "trt_profile_max_shapes": shapes[2],
+    }
+    lines = "\n".join(f'      parameters {{ key: "{k}" value: "{v}" }}' for k, v in params.items())
+    return (
+        "optimization {\n  execution_accelerators {\n    gpu_execution_accelerator: [\n"
+        f'      {{\n      name: "tensorrt"\n{lines}\n      }}\n    ]\n  }}\n}}\n'
+    )
+
+
+def _shape(name: str, dims: list[int]) -> str:
+    return f"{name}:{'x'.join(map(str, dims))}"
+
+
+def encoder_config(size: int, dim: int, s: RepositorySettings) -> str:
+    image = [size, size, 3]
+    shapes = (_shape(contract.IMAGES, [1, *image]), _shape(contract.IMAGES, [s.opt_batch, *image]),
+              _shape(contract.IMAGES, [s.max_batch_size, *image]))  # fmt: skip
+    return (
+        f'name: "{contract.ENCODER}"\nplatform: "onnxruntime_onnx"\nmax_batch_size: {s.max_batch_size}\n'
+        "version_policy: { latest: { num_versions: 1 } }\n"
+        + _tensor_block("input", contract.encoder_inputs(size))
+        + _tensor_block("output", contract.encoder_outputs(dim))
+        + "dynamic_batching {\n"
+        f"  preferred_batch_size: [ {', '.join(map(str, s.preferred_batch_sizes))} ]\n"
+        f"  max_queue_delay_microseconds: {s.max_queue_delay_us}\n}}\n"
+        f"instance_group [\n  {{\n    count: {s.encoder_instances}\n    kind: KIND_GPU\n  }}\n]\n"
+        + _trt_block("FP16", s.workspace_bytes, s.trt_cache_dir, contract.ENCODER, shapes)
+        + "model_warmup [\n  {\n"
+        f'    name: "batch_{s.warmup_batch}"\n    batch_size: {s.warmup_batch}\n'
+        f'    inputs {{\n      key: "{contract.IMAGES}"\n      value: {{\n        data_type: TYPE_UINT8\n'
+        f"        dims: [ {', '.join(map(str, image))} ]\n        zero_data: true\n      }}\n    }}\n  }}\n]\n"
+    )
+
+
+def aggregator_config(dim: int, s: RepositorySettings) -> str:
+    shapes = tuple(_shape(contract.EMBEDDINGS, [n, dim]) for n in (1, s.opt_bag_cells, s.max_bag_cells))
+    return (
+        f'name: "{contract.AGGREGATOR}"\nplatform: "onnxruntime_onnx"\nmax_batch_size: 0\n'
+        "version_policy: { latest: { num_versions: 1 } }\n"
+        + _tensor_block("input", contract.aggregator_inputs(dim))
+        + _tensor_block("output", contract.aggregator_outputs())
+        + "instance_group [\n  {\n    count: 1\n    kind: KIND_GPU\n  }\n]\n"
+        # FP32: the aggregator is small, and its attention ranking must not drift
+        + _trt_block("FP32", s.workspace_bytes, s.trt_cache_dir, contract.AGGREGATOR, shapes)
+        + f'parameters {{ key: "{contract.MAX_BAG_PARAMETER}" value: {{ string_value: "{s.max_bag_cells}" }} }}\n'
+        + "model_warmup [\n  {\n"
+        f'    name: "bag_{s.opt_bag_cells}"\n    batch_size: 1\n'
+        f'    inputs {{\n      key: "{contract.EMBEDDINGS}"\n      value: {{\n        data_type: TYPE_FP32\n'
+        f"        dims: [ {s.opt_bag_cells}, {dim} ]\n        random_data: true\n      }}\n    }}\n  }}\n]\n"
+    )
+
+
+def existing_versions(model_dir: Path) -> list[int]:
+    if not model_dir.is_dir():
+        return []
+    return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def write_repository(
+    pair, repository: Path, *, version: int | None = None, settings: RepositorySettings | None = None,
+    sources: dict | None = None,
+) -> int:  # fmt: skip
+    """Write both models as `version` (default: next free) and refresh configs and manifest."""
+    settings = settings or RepositorySettings()
+    if settings.max_batch_size < contract.ENCODER_MIN_MAX_BATCH:
+        raise SlamError(f"max_batch_size {settings.max_batch_size}: the contract asks for >= 256")
+    repository = Path(repository)
+    if version is None:
+        version = 1 + max([0] + [v for m in MODELS for v in existing_versions(repository / m)])
+    newest = max([0] + [v for m in MODELS for v in existing_versions(repository / m)])
+    if version < max(1, newest):
+        raise SlamError(
+            f"--version {version}: expected >= {max(1, newest)} (config.pbtxt describes the newest version)"
+        )
+    configs = {
+        contract.ENCODER: encoder_config(pair.size, pair.dim, settings),
+        contract.AGGREGATOR: aggregator_config(pair.dim, settings),
+    }
+    models = {contract.ENCODER: pair.encoder, contract.AGGREGATOR: pair.aggregator}
+    for name in MODELS:
+        folder = repository / name / str(version)
+        folder.mkdir(parents=True, exist_ok=True)
+        _atomic_write(folder / "model.onnx", models[name].SerializeToString())
+        _atomic_write(repository / name / "config.pbtxt", configs[name].encode())
+    manifest_path = repository / MANIFEST
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"files": {}}
+    for name in MODELS:  # every version on disk, so old versions stay verifiable
+        for v in existing_versions(repository / name):
+            rel = f"{name}/{v}/model.onnx"
+            if v == version or rel not in manifest["files"]:
+                manifest["files"][rel] = sha256_of(repository / rel)
+    manifest["latest_version"] = max(version, manifest.get("latest_version", 0))
+    manifest.setdefault("versions", {})[str(version)] = {
+        "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "features": pair.features, "dim": pair.dim, "input_size": pair.size, **(sources or {}),
+    }  # fmt: skip
+    _atomic_write(manifest_path, (json.dumps(manifest, indent=2) + "\n").encode())
+    return version
+
+
+def onnx_metadata(model: onnx.ModelProto) -> dict[str, str]:
+    return {p.key: p.value for p in model.metadata_props}

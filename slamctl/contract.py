@@ -1,0 +1,57 @@
+"""The serving contract: model names, tensor names, dtypes and shapes (DESIGN.md 4).
+
+Defined once, used by the export, the repository writer and validator, the server and
+the client. Shapes here exclude the batch dimension of batching models.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+ENCODER = "slam_encoder"
+AGGREGATOR = "mil_aggregator"
+IMAGES = "IMAGES"
+EMBEDDINGS = "EMBEDDINGS"
+BAG_PROBS = "BAG_PROBS"
+ATTENTION = "ATTENTION"
+
+ENCODER_MIN_MAX_BATCH = 256  # the encoder's max_batch_size is at least this
+DEFAULT_MAX_BAG_CELLS = 20_000  # the aggregator's TensorRT profile covers bags up to this
+MAX_BAG_PARAMETER = "max_bag_cells"  # config.pbtxt parameter the server enforces, the client reads
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    triton_dtype: str  # as in config.pbtxt, e.g. "TYPE_UINT8"
+    dims: tuple[int, ...]  # -1 = variable
+
+    @property
+    def numpy_dtype(self) -> np.dtype:
+        return np.dtype(TRITON_TO_NUMPY[self.triton_dtype])
+
+    @property
+    def wire_dtype(self) -> str:
+        """The dtype name of Triton's inference protocol (tritonclient's InferInput)."""
+        return self.triton_dtype.removeprefix("TYPE_")
+
+
+TRITON_TO_NUMPY = {"TYPE_UINT8": "uint8", "TYPE_FP32": "float32"}
+
+
+def encoder_inputs(size: int) -> tuple[TensorSpec, ...]:
+    return (TensorSpec(IMAGES, "TYPE_UINT8", (size, size, 3)),)
+
+
+def encoder_outputs(dim: int) -> tuple[TensorSpec, ...]:
+    return (TensorSpec(EMBEDDINGS, "TYPE_FP32", (dim,)),)
+
+
+def aggregator_inputs(dim: int) -> tuple[TensorSpec, ...]:
+    return (TensorSpec(EMBEDDINGS, "TYPE_FP32", (-1, dim)),)
+
+
+def aggregator_outputs() -> tuple[TensorSpec, ...]:
+    return (TensorSpec(BAG_PROBS, "TYPE_FP32", (2,)), TensorSpec(ATTENTION, "TYPE_FP32", (-1,)))

@@ -1,0 +1,48 @@
+import json
+
+from slamctl import contract
+from tests.conftest import run_cli
+
+
+def test_export_then_validate_and_versions(tiny_models, tmp_path):
+    repo = tmp_path / "repo"
+    args = [
+        "export",
+        "--encoder",
+        tiny_models.encoder,
+        "--aggregator",
+        tiny_models.aggregator,
+        "--repository",
+        repo,
+    ]
+    r = run_cli(*args)
+    assert r.code == 0, r.err
+    assert "wrote version 1" in r.err
+    r = run_cli(*args)  # a second export adds version 2 and keeps version 1
+    assert r.code == 0 and "wrote version 2" in r.err
+    assert (repo / contract.ENCODER / "1" / "model.onnx").exists()
+    manifest = json.loads((repo / "manifest.json").read_text())
+    assert manifest["latest_version"] == 2 and len(manifest["files"]) == 4
+    r = run_cli(
+        "export", "validate", repo, "--encoder", tiny_models.encoder, "--aggregator", tiny_models.aggregator
+    )
+    assert r.code == 0, r.err
+    assert "checks passed" in r.err
+    r = run_cli(*args, "--version", 1)
+    assert r.code == 1 and "--version 1: expected >= 2" in r.err
+
+
+def test_validate_fails_with_one_line_per_failure(tiny_repository, tmp_path):
+    import shutil
+
+    repo = shutil.copytree(tiny_repository, tmp_path / "repo")
+    (repo / contract.AGGREGATOR / "config.pbtxt").write_text("name: {")
+    r = run_cli("export", "validate", repo)
+    assert r.code == 1
+    fails = [line for line in r.err.splitlines() if line.startswith("FAIL")]
+    assert len(fails) == 1 and "mil_aggregator: config.pbtxt parses" in fails[0]
+
+
+def test_export_needs_both_checkpoints(tmp_path):
+    r = run_cli("export", "--encoder", tmp_path / "x.pt")
+    assert r.code == 2 and "--aggregator" in r.out + r.err

@@ -1,0 +1,105 @@
+import json
+import shutil
+
+import onnx
+import pytest
+
+from export.validate import same_top_cells, validate_repository
+from slamctl import contract
+
+
+@pytest.fixture
+def repo(tiny_repository, tmp_path):
+    return shutil.copytree(tiny_repository, tmp_path / "repo")
+
+
+def failures(repo, *ckpts):
+    return [f"{c.name}: {c.detail}" for c in validate_repository(repo, *ckpts).failures]
+
+
+def test_exported_pair_passes_with_parity(tiny_repository, tiny_models):
+    checks = validate_repository(tiny_repository, tiny_models.encoder, tiny_models.aggregator)
+    assert not checks.failures, checks.failures
+    names = [c.name for c in checks.items]
+    assert "ONNX Runtime runs a bag of 1 cells" in names and "ONNX Runtime runs a bag of 20000 cells" in names
+    assert any(n.startswith("parity with PyTorch") for n in names)
+    assert any(n.startswith("parity of the top-10") for n in names)
+
+
+def edit_config(repo, model, old, new):
+    path = repo / model / "config.pbtxt"
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+
+
+def test_wrong_dim_in_config(repo):
+    edit_config(repo, contract.ENCODER, "dims: [ 32, 32, 3 ]", "dims: [ 224, 224, 3 ]")
+    assert any("input IMAGES dims" in f for f in failures(repo))
+
+
+def test_renamed_tensor(repo):
+    edit_config(repo, contract.AGGREGATOR, 'name: "ATTENTION"', 'name: "SCORES"')
+    found = failures(repo)
+    assert any("output names equal the ONNX graph's" in f for f in found)
+    assert any("tensor names follow the serving contract" in f for f in found)
+
+
+def test_preferred_batch_above_max(repo):
+    edit_config(
+        repo, contract.ENCODER, "preferred_batch_size: [ 64, 128, 256 ]", "preferred_batch_size: [ 64, 512 ]"
+    )
+    assert any("preferred batch sizes <= max_batch_size" in f for f in failures(repo))
+
+
+def test_profile_above_max_batch(repo):
+    edit_config(repo, contract.ENCODER, "IMAGES:256x32x32x3", "IMAGES:512x32x32x3")
+    assert any("profile batch within max_batch_size" in f for f in failures(repo))
+
+
+def test_truncated_model(repo):
+    path = repo / contract.ENCODER / "1" / "model.onnx"
+    path.write_bytes(path.read_bytes()[:1000])
+    found = failures(repo)
+    assert any("model.onnx loads and passes onnx.checker" in f for f in found)
+    assert any("checksum slam_encoder/1/model.onnx" in f for f in found)
+
+
+def test_checksum_mismatch(repo):
+    manifest = json.loads((repo / "manifest.json").read_text())
+    manifest["files"]["mil_aggregator/1/model.onnx"] = "0" * 64
+    (repo / "manifest.json").write_text(json.dumps(manifest))
+    assert failures(repo) == [
+        "checksum mil_aggregator/1/model.onnx: "
+        + f"{repo}/mil_aggregator/1/model.onnx: sha256 differs from manifest"
+    ]
+
+
+def test_syntax_error(repo):
+    edit_config(repo, contract.AGGREGATOR, "max_batch_size: 0", "max_batch_size: 0 }")
+    found = failures(repo)
+    assert len(found) == 1 and found[0].startswith("config.pbtxt parses:") and "config.pbtxt:3" in found[0]
+
+
+def test_unknown_field_and_bad_enum(repo):
+    edit_config(repo, contract.ENCODER, "kind: KIND_GPU", "kind: KIND_TPU")
+    assert any("config.pbtxt parses" in f and "KIND_TPU" in f for f in failures(repo))
+
+
+def test_metadata_records_provenance(tiny_repository):
+    model = onnx.load(str(tiny_repository / contract.ENCODER / "1" / "model.onnx"))
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert (
+        meta["slamctl_features"] == "z" and meta["slamctl_dim"] == "8" and meta["slamctl_input_size"] == "32"
+    )
+    assert len(meta["slamctl_checkpoint_sha256"]) == 64 and json.loads(meta["slamctl_mean"])[0] == 0.6009
+    assert json.loads(meta["slamctl_training_config"])["method"] == "slam-ags"
+    assert model.opset_import[0].version >= 17
+
+
+def test_top_cells_tolerates_ties_only():
+    import numpy as np
+
+    ref = np.array([0.5, 0.2, 0.2, 0.1])
+    assert same_top_cells(ref, ref + 1e-12, 2)[0]
+    assert not same_top_cells(ref, np.array([0.5, 0.1, 0.1, 0.3]), 2)[0]
