@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from client.commands import data, evaluate, experiment, export, train
+from client.commands import data, evaluate, experiment, export, serve, train
 from client.console import err
 from slamctl.errors import SlamError
 
@@ -28,6 +28,7 @@ app.add_typer(train.app, name="train")
 app.command(name="evaluate")(evaluate.evaluate)
 app.add_typer(experiment.app, name="experiment")
 app.add_typer(export.app, name="export")
+app.command(name="serve")(serve.serve)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,8 +22,9 @@ import torch
 from torch import nn
 
 from slamctl import contract
+from slamctl.checksum import sha256_of
 from slamctl.errors import SlamError
-from training.embed import load_encoder, sha256_of
+from training.embed import load_encoder
 from training.encoder import MEAN, STD, Encoder, uint8_to_input
 from training.mil import load_mil
 

@@ -23,8 +23,8 @@ from pathlib import Path
 import onnx
 
 from slamctl import contract
+from slamctl.checksum import sha256_of
 from slamctl.errors import SlamError
-from training.embed import sha256_of
 
 MANIFEST = "manifest.json"
 MODELS = (contract.ENCODER, contract.AGGREGATOR)

@@ -191,7 +191,7 @@ def check_model_config(checks: Checks, repo: Path, model: str):
 
 
 def check_manifest(checks: Checks, repo: Path) -> None:
-    from training.embed import sha256_of
+    from slamctl.checksum import sha256_of
 
     path = repo / "manifest.json"
     if not checks.add("repository", "manifest.json exists", path.is_file(), str(path)):

@@ -10,7 +10,7 @@ if [ ! -f "$stamp" ]; then
   # torch first and pinned: on these CPU machines the 2.13.0 CPU build lies on local disk,
   # while an unpinned torch would pull a multi-GB CUDA build.
   .venv/bin/pip install -q torch==2.13.0
-  .venv/bin/pip install -q -e '.[train,export,dev]'
+  .venv/bin/pip install -q -e '.[train,export,serve,dev]'
   rm -f .venv/.installed-*
   touch "$stamp"
 fi

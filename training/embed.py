@@ -9,7 +9,6 @@ features (h or z), D and the eval transform. Everything loads without pickle.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Callable
@@ -20,6 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from slamctl.checksum import sha256_of
 from slamctl.errors import SlamError
 from training.bagset import Bag, load_bags
 from training.checkpoint import ENCODER_KIND, load_checkpoint
@@ -28,14 +28,6 @@ from training.images import fit_square, load_rgb
 
 META_FILE = "embedding.json"
 FEATURES = ("h", "z")
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def load_encoder(path: Path, device: torch.device | str = "cpu") -> tuple[Encoder, dict]:

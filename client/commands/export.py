@@ -39,7 +39,7 @@ def export(
         )
     from export.onnx_export import export_pair
     from export.repository import RepositorySettings, write_repository
-    from training.embed import sha256_of
+    from slamctl.checksum import sha256_of
 
     with tempfile.TemporaryDirectory() as tmp:
         with err.status("exporting to ONNX"):

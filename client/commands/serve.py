@@ -1,0 +1,45 @@
+"""`slamctl serve`: the embedded Triton server for a model repository (no GPU, no Docker)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from client.console import err
+
+
+def serve(
+    repository: Annotated[Path, typer.Option(help="Model repository written by `slamctl export`.")] = Path(
+        "model_repository"
+    ),
+    host: Annotated[
+        str, typer.Option(help="Address to listen on (0.0.0.0 for every interface).")
+    ] = "127.0.0.1",
+    grpc_port: Annotated[int, typer.Option(help="gRPC port (the client's --url).")] = 8001,
+    http_port: Annotated[int, typer.Option(help="HTTP port (health: /v2/health/ready).")] = 8000,
+    metrics_port: Annotated[int, typer.Option(help="Prometheus metrics port (/metrics).")] = 8002,
+    threads: Annotated[int, typer.Option(help="ONNX Runtime threads per model (0: automatic).")] = 0,
+    log_file: Annotated[
+        Path | None, typer.Option(help="tritonserver's log (default: in the temp folder).")
+    ] = None,
+) -> None:
+    """Serve the repository with a real Triton server and ONNX Runtime; stop with Ctrl-C or SIGTERM.
+
+    The repository is validated first; the CUDA execution provider is used when a GPU is
+    visible. Production GPU servers run the Docker image instead (see the README).
+    """
+    from serving.server import ServerSettings
+    from serving.server import serve as run
+
+    settings = ServerSettings(repository=repository, host=host, grpc_port=grpc_port, http_port=http_port,
+                              metrics_port=metrics_port, threads=threads, log_file=log_file)  # fmt: skip
+
+    def ready(models) -> None:
+        names = ", ".join(f"{m.name} v{m.version}" for m in models)
+        err.print(f"serving {names}: gRPC {host}:{grpc_port}, HTTP {host}:{http_port}, "
+                  f"metrics http://{host}:{metrics_port}/metrics, log {settings.triton_log()} (Ctrl-C to stop)")  # fmt: skip
+
+    run(settings, on_ready=ready)
+    err.print("server stopped")

@@ -1,0 +1,228 @@
+"""The embedded Triton server: a real Triton (PyTriton's bundled tritonserver) serving the
+model repository with one ONNX Runtime session per model.
+
+Names, tensors, max_batch_size and dynamic-batching settings are read from each model's
+config.pbtxt, after the repository passed `export validate`. Same gRPC/HTTP protocol and
+metrics as the production image, so the same client works against both. No torch.
+
+DESIGN.md section 4: the python-backend stub links the system libpython, so with a pyenv
+interpreter it must find the interpreter's own libpython first; `python_backend_env`
+puts the interpreter's LIBDIR at the front of LD_LIBRARY_PATH before Triton starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import sysconfig
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from slamctl import contract
+from slamctl.errors import SlamError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    repository: Path
+    host: str = "127.0.0.1"
+    grpc_port: int = 8001
+    http_port: int = 8000
+    metrics_port: int = 8002
+    threads: int = 0  # ONNX Runtime intra-op threads per model (0: ONNX Runtime decides)
+    log_file: Path | None = None  # tritonserver's own log (default: a file in the temp folder)
+    log_verbose: int = 0
+
+    def triton_log(self) -> Path:
+        return self.log_file or Path(tempfile.gettempdir()) / f"slamctl-triton-{self.grpc_port}.log"
+
+
+@dataclass
+class ServedModel:
+    name: str
+    version: int
+    onnx_path: Path
+    inputs: list[tuple[str, np.dtype, tuple[int, ...]]]
+    outputs: list[tuple[str, np.dtype, tuple[int, ...]]]
+    max_batch_size: int
+    preferred_batch_sizes: list[int] = field(default_factory=list)
+    max_queue_delay_us: int = 0
+    max_bag_cells: int | None = None
+
+
+def python_backend_env(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """LD_LIBRARY_PATH with this interpreter's libpython directory first."""
+    environ = os.environ if environ is None else environ
+    libdir = sysconfig.get_config_var("LIBDIR") or ""
+    parts = [p for p in environ.get("LD_LIBRARY_PATH", "").split(":") if p and p != libdir]
+    return {"LD_LIBRARY_PATH": ":".join([libdir, *parts]) if libdir else ":".join(parts)}
+
+
+def check_ports(settings: ServerSettings) -> None:
+    """One-line error if a port is taken (Triton would otherwise fail after seconds)."""
+    for option, port in (("--grpc-port", settings.grpc_port), ("--http-port", settings.http_port),
+                         ("--metrics-port", settings.metrics_port)):  # fmt: skip
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((settings.host, port))
+            except OSError:
+                raise SlamError(f"{option} {port}: port already in use on {settings.host}") from None
+
+
+def read_models(repository: Path) -> list[ServedModel]:
+    """Validate the repository (no checkpoints needed), then read what each config says."""
+    from export.repository import existing_versions
+    from export.validate import parse_config, validate_repository
+
+    repository = Path(repository)
+    if not repository.is_dir():
+        raise SlamError(f"{repository}: model repository does not exist")
+    failures = validate_repository(repository).failures
+    if failures:
+        first = failures[0]
+        more = f" (and {len(failures) - 1} more; see slamctl export validate)" if len(failures) > 1 else ""
+        raise SlamError(
+            f"{repository}: invalid repository: {first.model}: {first.name}: {first.detail}{more}"
+        )
+    models = []
+    for name in (contract.ENCODER, contract.AGGREGATOR):
+        config = parse_config(repository / name / "config.pbtxt")
+        version = existing_versions(repository / name)[-1]
+        tensors = lambda entries: [  # noqa: E731
+            (e.name, np.dtype(contract.TRITON_TO_NUMPY[config_dtype_name(e.data_type)]), tuple(e.dims))
+            for e in entries
+        ]
+        max_bag = (
+            config.parameters[contract.MAX_BAG_PARAMETER].string_value if name == contract.AGGREGATOR else ""
+        )
+        models.append(ServedModel(
+            name=name, version=version, onnx_path=repository / name / str(version) / "model.onnx",
+            inputs=tensors(config.input), outputs=tensors(config.output), max_batch_size=config.max_batch_size,
+            preferred_batch_sizes=list(config.dynamic_batching.preferred_batch_size),
+            max_queue_delay_us=config.dynamic_batching.max_queue_delay_microseconds,
+            max_bag_cells=int(max_bag) if max_bag else None,
+        ))  # fmt: skip
+    return models
+
+
+def config_dtype_name(value: int) -> str:
+    from tritonclient.grpc import model_config_pb2
+
+    return model_config_pb2.DataType.Name(value)
+
+
+def gpu_visible() -> bool:
+    return os.path.exists("/dev/nvidiactl")
+
+
+def providers() -> list[str]:
+    """CUDA when a GPU is visible and onnxruntime-gpu offers it (asking otherwise prints a
+    long error before falling back); CPU always last."""
+    import onnxruntime as ort
+
+    chosen = []
+    if gpu_visible() and "CUDAExecutionProvider" in ort.get_available_providers():
+        chosen.append("CUDAExecutionProvider")
+    return chosen + ["CPUExecutionProvider"]
+
+
+def make_session(model: ServedModel, threads: int):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    try:
+        return ort.InferenceSession(str(model.onnx_path), sess_options=options, providers=providers())
+    except Exception as e:  # ONNX Runtime raises its own exception types
+        raise SlamError(f"{model.onnx_path}: ONNX Runtime cannot load it ({type(e).__name__})") from None
+
+
+def batched_infer(session, model: ServedModel) -> Callable:
+    """Inference callable of a batching model: Triton's dynamic batcher hands it whole batches."""
+    from pytriton.decorators import batch
+
+    names = [n for n, _, _ in model.outputs]
+
+    @batch
+    def infer(**inputs: np.ndarray) -> dict[str, np.ndarray]:
+        return dict(zip(names, session.run(names, inputs)))
+
+    return infer
+
+
+def bag_infer(session, model: ServedModel) -> Callable:
+    """Inference callable of the aggregator: one bag per request, bags above the maximum refused."""
+    from pytriton.exceptions import PyTritonBadParameterError
+
+    names = [n for n, _, _ in model.outputs]
+    (input_name, _, _) = model.inputs[0]
+
+    def infer(requests) -> list[dict[str, np.ndarray]]:
+        responses = []
+        for request in requests:
+            cells = request[input_name]
+            if model.max_bag_cells is not None and cells.shape[0] > model.max_bag_cells:
+                raise PyTritonBadParameterError(
+                    f"bag of {cells.shape[0]} cells exceeds the maximum of {model.max_bag_cells} "
+                    f"({contract.MAX_BAG_PARAMETER} in {model.name}/config.pbtxt)"
+                )
+            if cells.shape[0] == 0:
+                raise PyTritonBadParameterError("bag of 0 cells: send at least one cell's embedding")
+            responses.append(dict(zip(names, session.run(names, {input_name: cells}))))
+        return responses
+
+    return infer
+
+
+def serve(settings: ServerSettings, *, on_ready: Callable[[list[ServedModel]], None] | None = None) -> None:
+    """Start Triton, bind both models, serve until SIGTERM or Ctrl-C, then stop cleanly."""
+    from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
+    from pytriton.triton import Triton, TritonConfig
+
+    models = read_models(settings.repository)
+    check_ports(settings)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops like Ctrl-C
+    os.environ.update(python_backend_env())
+    config = TritonConfig(
+        http_address=settings.host, http_port=settings.http_port, grpc_address=settings.host,
+        grpc_port=settings.grpc_port, metrics_address=settings.host, metrics_port=settings.metrics_port,
+        allow_metrics=True, allow_cpu_metrics=True, allow_gpu_metrics=gpu_visible(), log_verbose=settings.log_verbose,
+        log_file=settings.triton_log(),
+    )  # fmt: skip
+    logging.getLogger("pytriton").setLevel(logging.WARNING)  # its INFO lines repeat what we log
+    with Triton(config=config) as triton:
+        for m in models:
+            session = make_session(m, settings.threads)
+            batching = m.max_batch_size > 0
+            model_config = ModelConfig(
+                batching=batching, max_batch_size=max(m.max_batch_size, 1),
+                batcher=DynamicBatcher(max_queue_delay_microseconds=m.max_queue_delay_us,
+                                       preferred_batch_size=m.preferred_batch_sizes or None),
+            )  # fmt: skip
+            triton.bind(
+                model_name=m.name, model_version=m.version,
+                infer_func=batched_infer(session, m) if batching else bag_infer(session, m),
+                inputs=[Tensor(name=n, dtype=d, shape=s) for n, d, s in m.inputs],
+                outputs=[Tensor(name=n, dtype=d, shape=s) for n, d, s in m.outputs],
+                config=model_config, strict=True,
+            )  # fmt: skip
+            log.info(
+                "loaded %s version %d (%s) on %s", m.name, m.version, m.onnx_path, session.get_providers()[0]
+            )
+        triton.run()
+        if on_ready:
+            on_ready(models)
+        try:
+            triton.serve()
+        except KeyboardInterrupt:
+            log.info("stopping")

@@ -1,0 +1,191 @@
+"""Integration tests against the real embedded Triton (`slamctl serve` in a subprocess)."""
+
+import re
+import socket
+import threading
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
+
+from serving.server import python_backend_env
+from slamctl import contract
+from tests.conftest import run_cli, start_server, stop_server
+
+pytestmark = pytest.mark.slow
+
+
+def client(server):
+    return grpcclient.InferenceServerClient(server.grpc_url)
+
+
+def infer(c, model, name, array, outputs):
+    inp = grpcclient.InferInput(name, list(array.shape), "UINT8" if array.dtype == np.uint8 else "FP32")
+    inp.set_data_from_numpy(array)
+    result = c.infer(
+        model, [inp], outputs=[grpcclient.InferRequestedOutput(o) for o in outputs], client_timeout=30
+    )
+    return [result.as_numpy(o) for o in outputs]
+
+
+def test_live_ready_and_models_ready(server):
+    c = client(server)
+    assert c.is_server_live() and c.is_server_ready()
+    assert c.is_model_ready(contract.ENCODER) and c.is_model_ready(contract.AGGREGATOR)
+
+
+def test_metadata_equals_the_contract(server):
+    c = client(server)
+    enc = c.get_model_metadata(contract.ENCODER, as_json=True)
+    assert [(t["name"], t["datatype"], t["shape"]) for t in enc["inputs"]] == [
+        ("IMAGES", "UINT8", ["-1", "32", "32", "3"])
+    ]
+    assert [(t["name"], t["datatype"], t["shape"]) for t in enc["outputs"]] == [
+        ("EMBEDDINGS", "FP32", ["-1", "8"])
+    ]
+    agg = c.get_model_metadata(contract.AGGREGATOR, as_json=True)
+    assert [(t["name"], t["datatype"], t["shape"]) for t in agg["inputs"]] == [
+        ("EMBEDDINGS", "FP32", ["-1", "8"])
+    ]
+    assert sorted((t["name"], t["datatype"], t["shape"]) for t in agg["outputs"]) == [
+        ("ATTENTION", "FP32", ["-1"]), ("BAG_PROBS", "FP32", ["2"])]  # fmt: skip
+    config = c.get_model_config(contract.ENCODER, as_json=True)["config"]
+    assert int(config["max_batch_size"]) == 256
+
+
+def test_same_numbers_as_in_process_onnx_runtime(server, tiny_repository):
+    c = client(server)
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (7, 32, 32, 3), dtype=np.uint8)
+    (emb,) = infer(c, contract.ENCODER, contract.IMAGES, images, [contract.EMBEDDINGS])
+    local = ort.InferenceSession(str(tiny_repository / contract.ENCODER / "1" / "model.onnx"))
+    assert np.allclose(emb, local.run(None, {contract.IMAGES: images})[0], atol=1e-5)
+    probs, attention = infer(
+        c, contract.AGGREGATOR, contract.EMBEDDINGS, emb, [contract.BAG_PROBS, contract.ATTENTION]
+    )
+    local = ort.InferenceSession(str(tiny_repository / contract.AGGREGATOR / "1" / "model.onnx"))
+    ref_p, ref_a = local.run(None, {contract.EMBEDDINGS: emb})
+    assert np.allclose(probs, ref_p, atol=1e-6) and np.allclose(attention, ref_a, atol=1e-6)
+
+
+def metric(text, name, model):
+    m = re.search(rf'^{name}{{model="{model}",version="1"}} (\S+)$', text, re.M)
+    return float(m.group(1))
+
+
+def test_concurrent_single_images_are_batched(server):
+    before = server.metrics()
+    c = client(server)
+    done, errors = threading.Event(), []
+    results = []
+
+    def callback(result=None, error=None):
+        (errors if error else results).append(error or result)
+        if len(results) + len(errors) == 48:
+            done.set()
+
+    image = np.zeros((1, 32, 32, 3), np.uint8)
+    for _ in range(48):
+        inp = grpcclient.InferInput(contract.IMAGES, [1, 32, 32, 3], "UINT8")
+        inp.set_data_from_numpy(image)
+        c.async_infer(contract.ENCODER, [inp], callback=callback)
+    assert done.wait(60) and not errors
+    after = server.metrics()
+    count = metric(after, "nv_inference_count", contract.ENCODER) - metric(
+        before, "nv_inference_count", contract.ENCODER
+    )
+    execs = metric(after, "nv_inference_exec_count", contract.ENCODER) - metric(
+        before, "nv_inference_exec_count", contract.ENCODER
+    )
+    assert count == 48 and execs < count
+
+
+def test_wrong_dtype_or_shape_is_invalid_arg_and_server_keeps_serving(server):
+    c = client(server)
+    for bad in (np.zeros((2, 32, 32, 3), np.float32), np.zeros((2, 31, 32, 3), np.uint8)):
+        inp = grpcclient.InferInput(
+            contract.IMAGES, list(bad.shape), "FP32" if bad.dtype == np.float32 else "UINT8"
+        )
+        inp.set_data_from_numpy(bad)
+        with pytest.raises(InferenceServerException) as e:
+            c.infer(contract.ENCODER, [inp], client_timeout=30)
+        assert e.value.status() == "StatusCode.INVALID_ARGUMENT", e.value
+    assert infer(
+        c, contract.ENCODER, contract.IMAGES, np.zeros((1, 32, 32, 3), np.uint8), [contract.EMBEDDINGS]
+    )[0].shape == (1, 8)
+
+
+def test_bag_above_maximum_is_refused_clearly(server):
+    c = client(server)
+    big = np.zeros((contract.DEFAULT_MAX_BAG_CELLS + 1, 8), np.float32)
+    with pytest.raises(InferenceServerException, match="bag of 20001 cells exceeds the maximum of 20000"):
+        infer(c, contract.AGGREGATOR, contract.EMBEDDINGS, big, [contract.BAG_PROBS])
+    assert infer(
+        c, contract.AGGREGATOR, contract.EMBEDDINGS, np.zeros((3, 8), np.float32), [contract.BAG_PROBS]
+    )[0].shape == (2,)
+
+
+def test_sigterm_stops_cleanly(tiny_repository, tmp_path):
+    running = start_server(tiny_repository, tmp_path)
+    assert stop_server(running.process) == 0
+    assert "server stopped" in running.log.read_text()
+
+
+def test_python_backend_env_puts_libdir_first():
+    import sysconfig
+
+    env = python_backend_env({"LD_LIBRARY_PATH": "/usr/lib:/opt/x"})
+    assert env["LD_LIBRARY_PATH"].split(":")[0] == sysconfig.get_config_var("LIBDIR")
+    assert env["LD_LIBRARY_PATH"].endswith("/usr/lib:/opt/x")
+
+
+class TestBadInput:
+    def serve(self, repo, *extra):
+        return run_cli("serve", "--repository", repo, "--grpc-port", 1, *extra)
+
+    def copy(self, tiny_repository, tmp_path):
+        import shutil
+
+        return shutil.copytree(tiny_repository, tmp_path / "repo")
+
+    def test_missing_repository(self, tmp_path):
+        r = self.serve(tmp_path / "nope")
+        assert r.code == 1 and "model repository does not exist" in r.err and r.err.strip().count("\n") == 0
+
+    def test_invalid_config(self, tiny_repository, tmp_path):
+        repo = self.copy(tiny_repository, tmp_path)
+        (repo / contract.ENCODER / "config.pbtxt").write_text("name: ")
+        r = self.serve(repo)
+        assert r.code == 1 and "invalid repository: slam_encoder: config.pbtxt parses" in r.err
+
+    def test_missing_and_corrupt_onnx(self, tiny_repository, tmp_path):
+        repo = self.copy(tiny_repository, tmp_path)
+        (repo / contract.AGGREGATOR / "1" / "model.onnx").unlink()
+        r = self.serve(repo)
+        assert r.code == 1 and "mil_aggregator: a version folder with model.onnx" in r.err
+        repo2 = self.copy(tiny_repository, tmp_path / "b")
+        (repo2 / contract.ENCODER / "1" / "model.onnx").write_bytes(b"garbage")
+        r = self.serve(repo2)
+        assert r.code == 1 and "model.onnx loads and passes onnx.checker" in r.err
+
+    def test_checksum_mismatch(self, tiny_repository, tmp_path):
+        import json
+
+        repo = self.copy(tiny_repository, tmp_path)
+        manifest = json.loads((repo / "manifest.json").read_text())
+        manifest["files"]["slam_encoder/1/model.onnx"] = "f" * 64
+        (repo / "manifest.json").write_text(json.dumps(manifest))
+        r = self.serve(repo)
+        assert (
+            r.code == 1 and "checksum slam_encoder/1/model.onnx" in r.err and r.err.strip().count("\n") == 0
+        )
+
+    def test_port_in_use(self, tiny_repository):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            s.listen()
+            port = s.getsockname()[1]
+            r = run_cli("serve", "--repository", tiny_repository, "--grpc-port", port)
+        assert r.code == 1 and f"--grpc-port {port}: port already in use" in r.err
