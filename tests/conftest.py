@@ -130,7 +130,9 @@ def start_server(repository: Path, workdir: Path, timeout: float = 90.0) -> Runn
             raise RuntimeError(f"slamctl serve exited with {proc.returncode}: {log.read_text()[-2000:]}")
         try:  # the embedded server is live before it has loaded the models: wait for both
             for model in ("slam_encoder", "mil_aggregator"):
-                with urllib.request.urlopen(f"http://127.0.0.1:{http}/v2/models/{model}/ready", timeout=2) as r:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{http}/v2/models/{model}/ready", timeout=2
+                ) as r:
                     assert r.status == 200
             return RunningServer(proc, f"127.0.0.1:{grpc}", f"127.0.0.1:{http}",
                                  f"http://127.0.0.1:{metrics}/metrics", metrics, log)  # fmt: skip

@@ -1,0 +1,40 @@
+# syntax=docker/dockerfile:1
+# Two images from one file:
+#   docker build --target server -t slamctl-triton .   # stock Triton + model_repository/ (GPU, TensorRT)
+#   docker build --target client -t slamctl-client .   # the slamctl client, no torch
+#
+# The server is NVIDIA's stock Triton, pinned: 24.10 ships Triton 2.51, the version PyTriton
+# 0.7.0 embeds for `slamctl serve`, so both speak the same protocol and expose the same
+# metrics. The onnxruntime backend runs the models with the TensorRT execution accelerator
+# set in each config.pbtxt; engines are cached under /trt_cache (mount a volume there, one
+# per GPU type), so they are built once, not on every start.
+
+ARG TRITON_IMAGE=nvcr.io/nvidia/tritonserver:24.10-py3
+
+FROM ${TRITON_IMAGE} AS server
+# the image's unprivileged user (uid 1000) owns the engine cache
+RUN mkdir -p /trt_cache && chown triton-server:triton-server /trt_cache
+COPY --chown=triton-server:triton-server model_repository/ /models/
+USER triton-server
+VOLUME ["/trt_cache"]
+EXPOSE 8000 8001 8002
+# The first start builds the TensorRT engines (minutes on a large GPU): a long start period.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=900s --retries=3 \
+    CMD curl -fsS http://localhost:8000/v2/health/ready || exit 1
+ENTRYPOINT ["tritonserver", "--model-repository=/models", "--strict-readiness=true", \
+            "--allow-metrics=true", "--allow-gpu-metrics=true", "--metrics-port=8002"]
+
+FROM python:3.11-slim AS client
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY slamctl/ slamctl/
+COPY client/ client/
+COPY training/ training/
+COPY export/ export/
+COPY serving/ serving/
+# the base install is the client: numpy, Pillow, Typer, rich, tritonclient, prometheus-client
+RUN pip install --no-cache-dir . && useradd --create-home slamctl
+USER slamctl
+WORKDIR /data
+ENTRYPOINT ["slamctl"]
+CMD ["--help"]

@@ -1,0 +1,86 @@
+"""A real Prometheus (Debian's package) scrapes the embedded server; every PromQL expression
+of the Grafana dashboard is run against it and must evaluate without error."""
+
+import json
+import shutil
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_ports
+
+DASHBOARD = Path(__file__).parents[2] / "monitoring" / "grafana" / "dashboards" / "slamctl.json"
+
+pytestmark = pytest.mark.slow
+
+
+def dashboard_expressions():
+    dash = json.loads(DASHBOARD.read_text())
+    return [t["expr"] for p in dash["panels"] for t in p["targets"]]
+
+
+def query(base, expr):
+    url = f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return json.loads(r.read())
+    except urllib.error.HTTPError as e:  # Prometheus answers 400 with a JSON error body
+        return json.loads(e.read())
+
+
+@pytest.fixture
+def prometheus(server, tmp_path):
+    binary = shutil.which("prometheus")
+    if binary is None:
+        pytest.fail("prometheus is not installed (.ci/run installs Debian's package)")
+    (port,) = free_ports(1)
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        f"scrape_configs:\n  - job_name: triton\n    static_configs: [{{targets: ['127.0.0.1:{server.metrics_port}']}}]\n"
+    )
+    proc = subprocess.Popen(
+        [binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
+         f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL, stderr=open(tmp_path / "prometheus.log", "w"),
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                result = query(base, 'up{job="triton"}')["data"]["result"]
+                if result and result[0]["value"][1] == "1":
+                    break
+            except OSError:
+                pass
+            time.sleep(0.5)
+        else:
+            pytest.fail(
+                f"Prometheus did not scrape the server: {(tmp_path / 'prometheus.log').read_text()[-1000:]}"
+            )
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_every_dashboard_expression_evaluates(prometheus):
+    exprs = dashboard_expressions()
+    assert len(exprs) >= 12
+    for expr in exprs:
+        answer = query(prometheus, expr)
+        assert answer["status"] == "success", (expr, answer.get("error"))
+
+
+def test_triton_latency_series_are_scraped(prometheus):
+    result = query(prometheus, "nv_inference_request_duration_us")["data"]["result"]
+    assert {r["metric"]["model"] for r in result} == {"slam_encoder", "mil_aggregator"}
+
+
+def test_a_broken_expression_would_be_caught(prometheus):
+    assert query(prometheus, "sum by (model) (rate(nv_inference_count[1m])")["status"] == "error"
