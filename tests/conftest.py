@@ -82,86 +82,11 @@ def tiny_repository(tiny_models, tmp_path_factory) -> Path:
     return repo
 
 
-def free_ports(n: int) -> list[int]:
-    import socket
-
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
-@dataclass
-class RunningServer:
-    process: object
-    grpc_url: str
-    http_url: str
-    metrics_url: str
-    metrics_port: int
-    log: Path
-
-    def metrics(self) -> str:
-        import urllib.request
-
-        with urllib.request.urlopen(self.metrics_url, timeout=5) as r:
-            return r.read().decode()
-
-
-def start_server(repository: Path, workdir: Path, timeout: float = 90.0) -> RunningServer:
-    """`slamctl serve` as a real subprocess on free ports; returns once Triton is ready."""
-    import shutil
-    import subprocess
-    import sys
-    import time
-    import urllib.request
-
-    grpc, http, metrics = free_ports(3)
-    log = workdir / "serve.log"
-    exe = shutil.which("slamctl", path=str(Path(sys.executable).parent)) or "slamctl"
-    cmd = [exe, "serve", "--repository", str(repository), "--grpc-port", str(grpc), "--http-port", str(http),
-           "--metrics-port", str(metrics), "--threads", "1", "--log-file", str(workdir / "triton.log")]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"slamctl serve exited with {proc.returncode}: {log.read_text()[-2000:]}")
-        try:  # the embedded server is live before it has loaded the models: wait for both
-            for model in ("slam_encoder", "mil_aggregator"):
-                with urllib.request.urlopen(
-                    f"http://127.0.0.1:{http}/v2/models/{model}/ready", timeout=2
-                ) as r:
-                    assert r.status == 200
-            return RunningServer(proc, f"127.0.0.1:{grpc}", f"127.0.0.1:{http}",
-                                 f"http://127.0.0.1:{metrics}/metrics", metrics, log)  # fmt: skip
-        except OSError:
-            pass
-        time.sleep(0.5)
-    stop_server(proc)
-    raise RuntimeError(f"slamctl serve not ready after {timeout} s: {log.read_text()[-2000:]}")
-
-
-def stop_server(proc, timeout: float = 30.0) -> int:
-    """SIGTERM, as an orchestrator would; SIGKILL the group if it does not stop in time."""
-    import os
-    import signal
-    import subprocess
-
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    return proc.returncode
-
-
 @pytest.fixture(scope="session")
 def server(tiny_repository, tmp_path_factory):
     """The embedded Triton serving the tiny repository, for the whole session."""
+    from serving.launcher import start_server, stop_server
+
     running = start_server(tiny_repository, tmp_path_factory.mktemp("server"))
     yield running
     stop_server(running.process)

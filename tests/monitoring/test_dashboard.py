@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_ports
+from serving.launcher import free_ports
 
 DASHBOARD = Path(__file__).parents[2] / "monitoring" / "grafana" / "dashboards" / "slamctl.json"
 

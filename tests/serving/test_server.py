@@ -10,9 +10,10 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
+from serving.launcher import start_server, stop_server
 from serving.server import python_backend_env
 from slamctl import contract
-from tests.conftest import run_cli, start_server, stop_server
+from tests.conftest import run_cli
 
 pytestmark = pytest.mark.slow
 
