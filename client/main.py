@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from client.commands import data, evaluate, experiment, export, serve, train
+from client.commands import data, evaluate, experiment, export, health, infer, serve, train
 from client.console import err
 from slamctl.errors import SlamError
 
@@ -29,6 +29,8 @@ app.command(name="evaluate")(evaluate.evaluate)
 app.add_typer(experiment.app, name="experiment")
 app.add_typer(export.app, name="export")
 app.command(name="serve")(serve.serve)
+app.command(name="infer")(infer.infer)
+app.command(name="health")(health.health)
 
 
 def main(argv: list[str] | None = None) -> int:

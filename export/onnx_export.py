@@ -60,6 +60,7 @@ class ExportedPair:
     encoder: onnx.ModelProto
     aggregator: onnx.ModelProto
     size: int  # S, the encoder's input size
+    image_size: int  # the size cells were decoded at in training (S is cropped from it)
     dim: int  # D
     features: str
 
@@ -121,4 +122,4 @@ def export_pair(encoder_ckpt: Path, aggregator_ckpt: Path, workdir: Path) -> Exp
     })  # fmt: skip
     for model in (enc, agg):
         onnx.checker.check_model(model)
-    return ExportedPair(enc, agg, size, dim, features)
+    return ExportedPair(enc, agg, size, int(cfg["image_size"]), dim, features)

@@ -73,7 +73,7 @@ def _shape(name: str, dims: list[int]) -> str:
     return f"{name}:{'x'.join(map(str, dims))}"
 
 
-def encoder_config(size: int, dim: int, s: RepositorySettings) -> str:
+def encoder_config(size: int, dim: int, s: RepositorySettings, image_size: int | None = None) -> str:
     image = [size, size, 3]
     shapes = (_shape(contract.IMAGES, [1, *image]), _shape(contract.IMAGES, [s.opt_batch, *image]),
               _shape(contract.IMAGES, [s.max_batch_size, *image]))  # fmt: skip
@@ -87,6 +87,7 @@ def encoder_config(size: int, dim: int, s: RepositorySettings) -> str:
         f"  max_queue_delay_microseconds: {s.max_queue_delay_us}\n}}\n"
         f"instance_group [\n  {{\n    count: {s.encoder_instances}\n    kind: KIND_GPU\n  }}\n]\n"
         + _trt_block("FP16", s.workspace_bytes, s.trt_cache_dir, contract.ENCODER, shapes)
+        + f'parameters {{ key: "{contract.IMAGE_SIZE_PARAMETER}" value: {{ string_value: "{image_size or size}" }} }}\n'
         + "model_warmup [\n  {\n"
         f'    name: "batch_{s.warmup_batch}"\n    batch_size: {s.warmup_batch}\n'
         f'    inputs {{\n      key: "{contract.IMAGES}"\n      value: {{\n        data_type: TYPE_UINT8\n'
@@ -141,7 +142,7 @@ def write_repository(
             f"--version {version}: expected >= {max(1, newest)} (config.pbtxt describes the newest version)"
         )
     configs = {
-        contract.ENCODER: encoder_config(pair.size, pair.dim, settings),
+        contract.ENCODER: encoder_config(pair.size, pair.dim, settings, pair.image_size),
         contract.AGGREGATOR: aggregator_config(pair.dim, settings),
     }
     models = {contract.ENCODER: pair.encoder, contract.AGGREGATOR: pair.aggregator}

@@ -150,6 +150,10 @@ def check_model_config(checks: Checks, repo: Path, model: str):
         preferred = list(config.dynamic_batching.preferred_batch_size)
         checks.add(model, "preferred batch sizes <= max_batch_size",
                    all(0 < b <= config.max_batch_size for b in preferred), f"{preferred} vs {config.max_batch_size}")  # fmt: skip
+        value = config.parameters[contract.IMAGE_SIZE_PARAMETER].string_value
+        size = config.input[0].dims[0] if config.input and config.input[0].dims else 0
+        checks.add(model, f"parameter {contract.IMAGE_SIZE_PARAMETER} >= input size",
+                   value.isdigit() and int(value) >= size, f"{value!r} vs S={size}")  # fmt: skip
     else:
         checks.add(model, "max_batch_size 0 (one bag per request)", config.max_batch_size == 0,
                    str(config.max_batch_size))  # fmt: skip

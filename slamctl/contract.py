@@ -20,6 +20,8 @@ ATTENTION = "ATTENTION"
 ENCODER_MIN_MAX_BATCH = 256  # the encoder's max_batch_size is at least this
 DEFAULT_MAX_BAG_CELLS = 20_000  # the aggregator's TensorRT profile covers bags up to this
 MAX_BAG_PARAMETER = "max_bag_cells"  # config.pbtxt parameter the server enforces, the client reads
+IMAGE_SIZE_PARAMETER = "image_size"  # encoder config.pbtxt: the training image size (cells are
+# resized to it, then center-cropped to S, exactly as the training eval transform)
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,8 @@ import torch
 from torch.utils.data import Dataset
 
 from slamctl.errors import SlamError
+from slamctl.images import fit_square, load_rgb
 from training.bagset import Bag
-from training.images import fit_square, load_rgb
 
 
 @dataclass(frozen=True)

@@ -21,10 +21,10 @@ from torch.utils.data import DataLoader, Dataset
 
 from slamctl.checksum import sha256_of
 from slamctl.errors import SlamError
+from slamctl.images import fit_square, load_rgb
 from training.bagset import Bag, load_bags
 from training.checkpoint import ENCODER_KIND, load_checkpoint
 from training.encoder import Encoder, EncoderConfig, center_crop, uint8_to_input
-from training.images import fit_square, load_rgb
 
 META_FILE = "embedding.json"
 FEATURES = ("h", "z")

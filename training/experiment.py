@@ -239,10 +239,10 @@ def cell_classifier_auc(
     import torch
     import torch.nn.functional as F
 
+    from slamctl.images import load_rgb
     from training.augment import StrongView
     from training.bagset import load_bags, read_cell_truth
     from training.encoder import Encoder, EncoderConfig, center_crop, uint8_to_input
-    from training.images import load_rgb
     from training.metrics import roc_auc
 
     generate(synth, out)

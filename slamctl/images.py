@@ -49,3 +49,19 @@ def fit_square(rgb: np.ndarray, size: int) -> np.ndarray:
         h, w = rgb.shape[:2]
     top, left = (h - size) // 2, (w - size) // 2
     return rgb[top : top + size, left : left + size]
+
+
+def center_crop(rgb: np.ndarray, size: int) -> np.ndarray:
+    """Center crop (H, W, 3) -> (size, size, 3), offsets rounded down (the eval transform)."""
+    h, w = rgb.shape[:2]
+    if min(h, w) < size:
+        raise ValueError(f"image of {w}x{h} px is smaller than the crop {size}")
+    top, left = (h - size) // 2, (w - size) // 2
+    return rgb[top : top + size, left : left + size]
+
+
+def prepare_cell(path: Path, image_size: int, crop: int) -> np.ndarray:
+    """A cell image as the encoder sees it: RGB, shorter side resized to the training image
+    size and center-cropped square (a no-op for images of that size), then center-cropped
+    to the model's input size. uint8 (crop, crop, 3)."""
+    return np.ascontiguousarray(center_crop(fit_square(load_rgb(path), image_size), crop))

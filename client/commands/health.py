@@ -1,0 +1,50 @@
+"""`slamctl health`: is the server live and ready, and which models does it serve."""
+
+from __future__ import annotations
+
+import tritonclient.grpc as grpcclient
+import typer
+from tritonclient.utils import InferenceServerException
+
+from client.options import CertificateChain, PrivateKey, RootCertificates, Ssl, Timeout, Url
+from slamctl import contract
+from slamctl.errors import SlamError
+
+
+def health(
+    url: Url = "localhost:8001",
+    timeout: Timeout = 10.0,
+    ssl: Ssl = False,
+    root_certificates: RootCertificates = None,
+    private_key: PrivateKey = None,
+    certificate_chain: CertificateChain = None,
+) -> None:
+    """Server live/ready, then each served model with its version and tensors, one line each."""
+    client = grpcclient.InferenceServerClient(url, ssl=ssl, root_certificates=root_certificates,
+                                              private_key=private_key, certificate_chain=certificate_chain)  # fmt: skip
+    try:
+        live = client.is_server_live(client_timeout=timeout)
+        ready = client.is_server_ready(client_timeout=timeout)
+    except InferenceServerException:
+        raise SlamError(
+            f"cannot reach a Triton server at {url}: start one with `slamctl serve` or check --url"
+        ) from None
+    typer.echo(f"server {url}: {'live' if live else 'not live'}, {'ready' if ready else 'not ready'}")
+    all_ready = live and ready
+    for name in (contract.ENCODER, contract.AGGREGATOR):
+        try:
+            model_ready = client.is_model_ready(name, client_timeout=timeout)
+            meta = (
+                client.get_model_metadata(name, client_timeout=timeout, as_json=True) if model_ready else None
+            )
+        except InferenceServerException:
+            model_ready, meta = False, None
+        if meta is None:
+            typer.echo(f"model {name}: not ready")
+            all_ready = False
+            continue
+        tensors = lambda ts: ", ".join(f"{t['name']} {t['datatype']} {t['shape']}" for t in ts)  # noqa: E731
+        typer.echo(f"model {name}: ready, versions {','.join(meta['versions'])}; "
+                   f"in {tensors(meta['inputs'])}; out {tensors(meta['outputs'])}")  # fmt: skip
+    if not all_ready:
+        raise typer.Exit(code=1)

@@ -1,0 +1,146 @@
+"""`slamctl infer`: bags of cell images -> slide decision and the most abnormal cells."""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from client import metrics
+from client.console import err, progress_bar
+from client.options import CertificateChain, PrivateKey, RootCertificates, Ssl, Timeout, Url
+from client.outputs import FORMATS, output_path, write_result
+from client.pipeline import BagFailure, ClientSettings, TritonModels, find_bags, infer_bag
+from client.report import ReportEntry, write_report
+from slamctl import contract
+
+
+def infer(
+    paths: Annotated[list[Path], typer.Argument(help="Bag folders, or folders of bag folders.")],
+    url: Url = "localhost:8001",
+    batch_size: Annotated[int, typer.Option(help="Cells per encoder request.")] = 64,
+    concurrency: Annotated[int, typer.Option(help="Encoder requests in flight.")] = 4,
+    decode_threads: Annotated[int, typer.Option(help="Image-decoding threads.")] = 4,
+    top_k: Annotated[int, typer.Option(help="Most abnormal cells to report per bag.")] = 400,
+    threshold: Annotated[float, typer.Option(help="Decision threshold on P(abnormal).")] = 0.5,
+    out: Annotated[Path, typer.Option(help="Output folder: one result file per bag.")] = Path(
+        "slamctl-results"
+    ),
+    format: Annotated[str, typer.Option("--format", help="json or csv.")] = "json",
+    report: Annotated[
+        bool, typer.Option("--report", help="Also write OUT/report.html with thumbnails.")
+    ] = False,
+    report_cells: Annotated[int, typer.Option(help="Thumbnails per bag in the report.")] = 48,
+    timeout: Timeout = 60.0,
+    retries: Annotated[
+        int, typer.Option(help="Retries of a request when the server is unavailable or slow.")
+    ] = 3,
+    resume: Annotated[bool, typer.Option("--resume", help="Skip bags whose result file exists.")] = False,
+    ssl: Ssl = False,
+    root_certificates: RootCertificates = None,
+    private_key: PrivateKey = None,
+    certificate_chain: CertificateChain = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve client metrics on this port during the run.")
+    ] = None,
+    pushgateway: Annotated[
+        str | None, typer.Option(help="Push client metrics to this Pushgateway at the end.")
+    ] = None,
+    encoder_model: Annotated[str, typer.Option(help="Encoder model name on the server.")] = contract.ENCODER,
+    aggregator_model: Annotated[
+        str, typer.Option(help="Aggregator model name on the server.")
+    ] = contract.AGGREGATOR,
+) -> None:
+    """Send the cells of each bag in batches over gRPC; report the decision and the top-K cells.
+
+    Cells (PNG, JPEG, TIFF) are converted to RGB, resized so the shorter side equals the
+    training image size the server declares, center-cropped exactly as in training, and
+    sent as uint8. Unreadable files are skipped and listed. Results are written per bag,
+    atomically; a bag that fails (server gone, deadline) is retried, then marked failed
+    while the other bags go on; the exit status is 1 if any bag failed.
+    """
+    if format not in FORMATS:
+        raise typer.BadParameter(f"expected json or csv, got {format!r}", param_hint="--format")
+    bags = [b for p in paths for b in find_bags(p)]
+    names = [b.name for b in bags]
+    if len(set(names)) != len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})
+        raise typer.BadParameter(
+            f"two bags share the name {dup[0]!r}: results would overwrite each other", param_hint="PATHS"
+        )
+    settings = ClientSettings(
+        url=url, batch_size=batch_size, concurrency=concurrency, decode_threads=decode_threads, timeout=timeout,
+        retries=retries, ssl=ssl, root_certificates=root_certificates, private_key=private_key,
+        certificate_chain=certificate_chain, encoder_model=encoder_model, aggregator_model=aggregator_model,
+    )  # fmt: skip
+    models = TritonModels(settings)
+    if metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port, registry=metrics.REGISTRY)
+    out.mkdir(parents=True, exist_ok=True)
+    model_info = {
+        "url": url,
+        "encoder": encoder_model,
+        "aggregator": aggregator_model,
+        "input_size": models.size,
+    }
+
+    done, failed, reused = [], [], 0
+    with ThreadPoolExecutor(decode_threads) as pool, progress_bar() as bar:
+        overall = bar.add_task("bags", total=len(bags), info="")
+        for bag in bags:
+            if resume and output_path(out, bag.name, format).exists():
+                reused += 1
+                bar.update(overall, advance=1)
+                continue
+            task = bar.add_task(bag.name, total=None, info="")
+            t0 = time.perf_counter()
+            try:
+                result = infer_bag(bag, models, pool, threshold=threshold,
+                                   on_batch=lambda n, total, t=task: bar.update(t, completed=n, total=total))  # fmt: skip
+            except BagFailure as e:
+                metrics.BAGS.labels("failed").inc()
+                metrics.ERRORS.labels(e.kind).inc()
+                failed.append((bag.name, f"{e.kind}: {e}"))
+            else:
+                write_result(result, out, format, top_k, str(bag), model_info)
+                metrics.BAGS.labels("ok").inc()
+                metrics.BAG_LATENCY.observe(time.perf_counter() - t0)
+                done.append(ReportEntry(result, bag))
+            bar.remove_task(task)  # the summary table lists every bag at the end
+            bar.update(overall, advance=1, info=f"{len(failed)} failed" if failed else "")
+
+    table = Table(title=f"slamctl infer: {len(done)} done, {reused} already done, {len(failed)} failed")
+    for col in ("bag", "decision", "P(abnormal)", "cells", "skipped", "seconds"):
+        table.add_column(col)
+    for e in done:
+        r = e.result
+        table.add_row(
+            r.bag,
+            r.label,
+            f"{r.probability:.3f}",
+            str(len(r.cells)),
+            str(len(r.skipped)),
+            f"{r.timings['total_s']:.1f}",
+        )
+    for name, why in failed:
+        table.add_row(name, "[red]failed[/red]", "", "", "", why)
+    err.print(table)
+    summary = {"done": [e.result.bag for e in done], "reused": reused, "failed": dict(failed)}
+    (out / "run_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if report:
+        path = write_report(done, failed, out / "report.html", top_k, report_cells)
+        err.print(f"report: {path}")
+    err.print(f"results: {out}")
+    if pushgateway:
+        from prometheus_client import push_to_gateway
+
+        push_to_gateway(pushgateway, job="slamctl_infer", registry=metrics.REGISTRY)
+    if failed:
+        raise typer.Exit(code=1)

@@ -1,0 +1,288 @@
+"""The inference client's pipeline: cells of a bag -> encoder (batched, async gRPC) ->
+aggregator -> decision and top-K cells. No torch.
+
+Decoding runs in a thread pool with a bounded look-ahead while earlier batches are in
+flight (tritonclient's async_infer, at most `concurrency` requests at once), so decode and
+inference overlap and memory stays bounded whatever the bag size: the images held are the
+look-ahead plus the in-flight batches; only the embeddings (N x D float32) are kept.
+Retryable failures (server unavailable, deadline exceeded) are retried with exponential
+backoff; after the last retry the bag fails and the run goes on with the next bag.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
+
+from client import metrics
+from slamctl import contract
+from slamctl.errors import SlamError
+from slamctl.images import prepare_cell
+
+CELL_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff"})
+RETRYABLE = {"StatusCode.UNAVAILABLE": "unavailable", "StatusCode.DEADLINE_EXCEEDED": "timeout"}
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    url: str = "localhost:8001"
+    batch_size: int = 64
+    concurrency: int = 4  # encoder requests in flight
+    decode_threads: int = 4
+    timeout: float = 60.0  # seconds per request
+    retries: int = 3
+    backoff: float = 0.5  # seconds before the first retry, doubled each time
+    ssl: bool = False
+    root_certificates: str | None = None
+    private_key: str | None = None
+    certificate_chain: str | None = None
+    encoder_model: str = contract.ENCODER
+    aggregator_model: str = contract.AGGREGATOR
+
+
+@dataclass
+class BagFailure(Exception):
+    kind: str  # unreadable_image, timeout, unavailable, server_error
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass
+class BagResult:
+    bag: str
+    probability: float  # P(abnormal)
+    threshold: float
+    cells: list[str]  # file names of the embedded cells, in order
+    attention: np.ndarray  # (N,) abnormal-class attention
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return "abnormal" if self.probability >= self.threshold else "normal"
+
+    def top_k(self, k: int) -> list[tuple[int, str, float]]:
+        """(rank, file, attention) of the k cells of highest abnormal attention."""
+        order = np.argsort(-self.attention, kind="stable")[:k]
+        return [(r + 1, self.cells[i], float(self.attention[i])) for r, i in enumerate(order)]
+
+
+def list_cells(folder: Path) -> list[Path]:
+    """Every regular file of a bag folder, sorted; non-images are reported, not silently dropped."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+
+
+def find_bags(path: Path) -> list[Path]:
+    """PATH is a bag (it holds images) or a folder of bags (its subfolders hold images)."""
+    path = Path(path)
+    if not path.exists():
+        raise SlamError(f"{path}: no such file or folder")
+    if not path.is_dir():
+        raise SlamError(f"{path}: expected a bag folder or a folder of bag folders")
+    if any(p.suffix.lower() in CELL_SUFFIXES for p in path.iterdir() if p.is_file()):
+        return [path]
+    bags = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not bags:
+        raise SlamError(
+            f"{path}: holds neither cell images ({', '.join(sorted(CELL_SUFFIXES))}) nor bag folders"
+        )
+    return bags
+
+
+class TritonModels:
+    """The two served models: connection, the sizes their configs declare, and requests."""
+
+    def __init__(self, settings: ClientSettings) -> None:
+        self.settings = settings
+        self.client = grpcclient.InferenceServerClient(
+            settings.url, ssl=settings.ssl, root_certificates=settings.root_certificates,
+            private_key=settings.private_key, certificate_chain=settings.certificate_chain,
+        )  # fmt: skip
+        try:
+            live = self.client.is_server_live(client_timeout=settings.timeout)
+        except InferenceServerException:
+            live = False
+        if not live:
+            raise SlamError(
+                f"cannot reach a Triton server at {settings.url}: start one with `slamctl serve` or check --url"
+            )
+        for name in (settings.encoder_model, settings.aggregator_model):
+            if not self.client.is_model_ready(name, client_timeout=settings.timeout):
+                raise SlamError(
+                    f"model {name!r} is not ready on {settings.url}: check the server's model repository"
+                )
+        enc = self.client.get_model_config(settings.encoder_model, client_timeout=settings.timeout).config
+        agg = self.client.get_model_config(settings.aggregator_model, client_timeout=settings.timeout).config
+        self.size = int(enc.input[0].dims[0])  # S: never hard-coded, read from the server
+        self.dim = int(enc.output[0].dims[0])
+        self.max_batch = int(enc.max_batch_size) or settings.batch_size
+        image_size = enc.parameters[contract.IMAGE_SIZE_PARAMETER].string_value
+        self.image_size = int(image_size) if image_size else self.size
+        max_bag = agg.parameters[contract.MAX_BAG_PARAMETER].string_value
+        self.max_bag = int(max_bag) if max_bag else None
+
+    def aggregate(self, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One bag through the aggregator (retried like the encoder's requests)."""
+        inp = grpcclient.InferInput(contract.EMBEDDINGS, list(embeddings.shape), "FP32")
+        inp.set_data_from_numpy(embeddings)
+        outputs = [
+            grpcclient.InferRequestedOutput(contract.BAG_PROBS),
+            grpcclient.InferRequestedOutput(contract.ATTENTION),
+        ]
+        for attempt in range(self.settings.retries + 1):
+            t0 = time.perf_counter()
+            try:
+                result = self.client.infer(self.settings.aggregator_model, [inp], outputs=outputs,
+                                           client_timeout=self.settings.timeout)  # fmt: skip
+                metrics.REQUEST_LATENCY.labels(self.settings.aggregator_model).observe(
+                    time.perf_counter() - t0
+                )
+                return result.as_numpy(contract.BAG_PROBS), result.as_numpy(contract.ATTENTION)
+            except InferenceServerException as e:
+                kind = RETRYABLE.get(str(e.status()))
+                if kind is None or attempt == self.settings.retries:
+                    raise BagFailure(
+                        kind or "server_error", f"{self.settings.aggregator_model}: {e.message()}"
+                    ) from None
+                metrics.ERRORS.labels(kind).inc()
+                time.sleep(self.settings.backoff * 2**attempt)
+        raise AssertionError("unreachable")
+
+
+class EncoderStream:
+    """Bounded in-flight async encoder requests writing into one embeddings array."""
+
+    def __init__(self, models: TritonModels, n_cells: int) -> None:
+        self.models, self.settings = models, models.settings
+        self.embeddings = np.empty((n_cells, models.dim), dtype=np.float32)
+        self.slots = threading.BoundedSemaphore(self.settings.concurrency)
+        self.cond = threading.Condition()
+        self.pending = 0
+        self.failure: BagFailure | None = None
+
+    def submit(self, start: int, images: np.ndarray, attempt: int = 0) -> None:
+        if attempt == 0:
+            self.slots.acquire()  # blocks while `concurrency` requests are in flight
+            with self.cond:
+                self.pending += 1
+        inp = grpcclient.InferInput(contract.IMAGES, list(images.shape), "UINT8")
+        inp.set_data_from_numpy(images)
+        t0 = time.perf_counter()
+        self.models.client.async_infer(
+            self.settings.encoder_model, [inp],
+            callback=lambda result=None, error=None: self._done(start, images, attempt, t0, result, error),
+            outputs=[grpcclient.InferRequestedOutput(contract.EMBEDDINGS)], client_timeout=self.settings.timeout,
+        )  # fmt: skip
+
+    def _done(self, start, images, attempt, t0, result, error) -> None:
+        if error is not None:
+            kind = RETRYABLE.get(str(error.status()))
+            if kind is not None:
+                metrics.ERRORS.labels(kind).inc()
+            if kind is not None and attempt < self.settings.retries and self.failure is None:
+                delay = self.settings.backoff * 2**attempt
+                threading.Timer(delay, self.submit, (start, images, attempt + 1)).start()
+                return
+            failure = BagFailure(kind or "server_error", f"{self.settings.encoder_model}: {error.message()}")
+        else:
+            metrics.REQUEST_LATENCY.labels(self.settings.encoder_model).observe(time.perf_counter() - t0)
+            self.embeddings[start : start + len(images)] = result.as_numpy(contract.EMBEDDINGS)
+            failure = None
+        with self.cond:
+            self.pending -= 1
+            if failure is not None and self.failure is None:
+                self.failure = failure
+            self.cond.notify_all()
+        self.slots.release()
+
+    def wait(self) -> None:
+        with self.cond:
+            self.cond.wait_for(lambda: self.pending == 0)
+        if self.failure is not None:
+            raise self.failure
+
+
+def decoded(files: list[Path], models: TritonModels, pool: ThreadPoolExecutor, lookahead: int) -> Iterator:
+    """(file, image or None, reason) in file order, decoding at most `lookahead` files ahead."""
+    queue: collections.deque = collections.deque()
+    it = iter(files)
+
+    def decode(path: Path):
+        try:
+            return prepare_cell(path, models.image_size, models.size), ""
+        except SlamError as e:
+            return None, str(e).split(": ", 1)[-1]
+        except ValueError as e:
+            return None, str(e)
+
+    for path in it:
+        queue.append((path, pool.submit(decode, path)))
+        if len(queue) >= lookahead:
+            break
+    while queue:
+        path, future = queue.popleft()
+        image, reason = future.result()
+        nxt = next(it, None)
+        if nxt is not None:
+            queue.append((nxt, pool.submit(decode, nxt)))
+        yield path, image, reason
+
+
+def infer_bag(
+    bag: Path,
+    models: TritonModels,
+    pool: ThreadPoolExecutor,
+    *,
+    threshold: float = 0.5,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> BagResult:
+    """Embed every readable cell of one bag, aggregate, decide. Raises BagFailure."""
+    t_start = time.perf_counter()
+    files = list_cells(bag)
+    if models.max_bag is not None and len(files) > models.max_bag:
+        raise BagFailure(
+            "too_large",
+            f"{bag}: {len(files)} files, the server accepts bags of at most {models.max_bag} cells",
+        )
+    stream = EncoderStream(models, len(files))
+    batch_size = min(models.settings.batch_size, models.max_batch)
+    names, skipped, batch = [], [], []
+    lookahead = batch_size * (models.settings.concurrency + 1)
+    for path, image, reason in decoded(files, models, pool, lookahead):
+        if image is None:
+            skipped.append((path.name, reason))
+            metrics.ERRORS.labels("unreadable_image").inc()
+            continue
+        batch.append(image)
+        names.append(path.name)
+        if len(batch) == batch_size:
+            stream.submit(len(names) - len(batch), np.stack(batch))
+            batch = []
+            if on_batch:
+                on_batch(len(names) + len(skipped), len(files))
+        if stream.failure is not None:
+            break
+    if batch and stream.failure is None:
+        stream.submit(len(names) - len(batch), np.stack(batch))
+    stream.wait()
+    if on_batch:
+        on_batch(len(files), len(files))
+    if not names:
+        raise BagFailure("unreadable_image", f"{bag}: no readable cell image ({len(skipped)} files skipped)")
+    metrics.CELLS.inc(len(names))
+    t_embed = time.perf_counter()
+    probs, attention = models.aggregate(stream.embeddings[: len(names)])
+    t_end = time.perf_counter()
+    timings = {"embed_s": t_embed - t_start, "aggregate_s": t_end - t_embed, "total_s": t_end - t_start}
+    return BagResult(bag.name, float(probs[1]), threshold, names, attention, skipped, timings)

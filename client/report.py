@@ -1,0 +1,99 @@
+"""The HTML report of an inference run: one self-contained file (thumbnails embedded as data
+URIs, the histogram as inline SVG) that opens from disk with no server, so a cytologist
+sees per bag the decision, how attention spreads over the cells, and the cells that drove
+the decision."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from client.pipeline import BagResult
+from slamctl.images import load_rgb
+
+
+@dataclass
+class ReportEntry:
+    result: BagResult
+    folder: Path
+
+
+def _thumbnail(path: Path, size: int = 96) -> str:
+    try:
+        img = Image.fromarray(load_rgb(path))
+    except Exception:  # a file that vanished since inference: leave the tile empty
+        return ""
+    img.thumbnail((size, size))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _histogram_svg(attention: np.ndarray, bins: int = 30, width: int = 360, height: int = 110) -> str:
+    counts, edges = np.histogram(attention, bins=bins)
+    peak = max(int(counts.max()), 1)
+    bar = width / bins
+    rects = "".join(
+        f'<rect x="{i * bar:.1f}" y="{height - 20 - (c / peak) * (height - 30):.1f}" width="{bar - 1:.1f}" '
+        f'height="{(c / peak) * (height - 30):.1f}" fill="#6a51a3"><title>{c} cells in [{edges[i]:.2e}, {edges[i + 1]:.2e})</title></rect>'
+        for i, c in enumerate(counts)
+    )
+    return (
+        f'<svg class="hist" width="{width}" height="{height}" role="img" aria-label="attention histogram">{rects}'
+        f'<text x="0" y="{height - 4}" font-size="10">{edges[0]:.1e}</text>'
+        f'<text x="{width}" y="{height - 4}" font-size="10" text-anchor="end">{edges[-1]:.1e}</text></svg>'
+    )
+
+
+def write_report(
+    entries: list[ReportEntry], failed: list[tuple[str, str]], path: Path, top_k: int, gallery: int
+) -> Path:
+    """Write the report; `gallery` caps the thumbnails shown per bag (of the top-K cells)."""
+    sections = []
+    for e in entries:
+        r = e.result
+        tiles = "".join(
+            f'<figure><img src="{_thumbnail(e.folder / name)}" alt="{html.escape(name)}">'
+            f"<figcaption>#{rank} {html.escape(name)}<br>{att:.3e}</figcaption></figure>"
+            for rank, name, att in r.top_k(min(top_k, gallery))
+        )
+        skipped = "".join(f"<li>{html.escape(f)}: {html.escape(why)}</li>" for f, why in r.skipped)
+        cls = "abnormal" if r.label == "abnormal" else "normal"
+        sections.append(
+            f'<section id="{html.escape(r.bag)}"><h2>{html.escape(r.bag)} '
+            f'<span class="{cls}">{r.label}</span></h2>'
+            f"<p>P(abnormal) = {r.probability:.3f} (threshold {r.threshold}); {len(r.cells)} cells"
+            f"{f', {len(r.skipped)} skipped' if r.skipped else ''}; {r.timings.get('total_s', 0):.1f} s</p>"
+            f"<h3>Abnormal-class attention over the cells</h3>{_histogram_svg(r.attention)}"
+            f'<h3>Top {min(top_k, gallery, len(r.cells))} cells by attention</h3><div class="gallery">{tiles}</div>'
+            + (f"<h3>Skipped files</h3><ul>{skipped}</ul>" if skipped else "")
+            + "</section>"
+        )
+    failures = "".join(f"<li>{html.escape(b)}: {html.escape(why)}</li>" for b, why in failed)
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>slamctl inference report</title>
+<style>
+body {{ font-family: sans-serif; margin: 2em; color: #222; }}
+.abnormal {{ color: #b30000; }} .normal {{ color: #1a7f37; }}
+.gallery {{ display: flex; flex-wrap: wrap; gap: 8px; }}
+figure {{ margin: 0; width: 110px; font-size: 11px; text-align: center; }}
+figure img {{ width: 96px; height: 96px; object-fit: contain; border: 1px solid #ccc; }}
+section {{ border-top: 1px solid #ddd; padding-top: 1em; }}
+</style></head><body>
+<h1>slamctl inference report</h1>
+<p>{len(entries)} bags reported{f", {len(failed)} failed" if failed else ""}.
+Attention is the abnormal class's attention of the MIL aggregator: the cells shown first drove the decision.</p>
+{f"<h2>Failed bags</h2><ul>{failures}</ul>" if failed else ""}
+{"".join(sections)}
+</body></html>
+"""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(page)
+    tmp.replace(path)
+    return path
