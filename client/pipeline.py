@@ -29,6 +29,7 @@ from slamctl.errors import SlamError
 from slamctl.images import prepare_cell
 
 CELL_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff"})
+CONTROL_TIMEOUT = 10.0  # seconds for health and model-configuration calls
 RETRYABLE = {"StatusCode.UNAVAILABLE": "unavailable", "StatusCode.DEADLINE_EXCEEDED": "timeout"}
 
 
@@ -109,26 +110,33 @@ class TritonModels:
             settings.url, ssl=settings.ssl, root_certificates=settings.root_certificates,
             private_key=settings.private_key, certificate_chain=settings.certificate_chain,
         )  # fmt: skip
+        wait = max(settings.timeout, CONTROL_TIMEOUT)  # --timeout is for inference requests
         try:
-            live = self.client.is_server_live(client_timeout=settings.timeout)
+            live = self.client.is_server_live(client_timeout=wait)
         except InferenceServerException:
             live = False
         if not live:
             raise SlamError(
                 f"cannot reach a Triton server at {settings.url}: start one with `slamctl serve` or check --url"
             )
-        for name in (settings.encoder_model, settings.aggregator_model):
-            if not self.client.is_model_ready(name, client_timeout=settings.timeout):
-                raise SlamError(
-                    f"model {name!r} is not ready on {settings.url}: check the server's model repository"
-                )
-        enc = self.client.get_model_config(settings.encoder_model, client_timeout=settings.timeout).config
-        agg = self.client.get_model_config(settings.aggregator_model, client_timeout=settings.timeout).config
+        try:
+            for name in (settings.encoder_model, settings.aggregator_model):
+                if not self.client.is_model_ready(name, client_timeout=wait):
+                    raise SlamError(
+                        f"model {name!r} is not ready on {settings.url}: check the server's model repository"
+                    )
+            enc = self.client.get_model_config(settings.encoder_model, client_timeout=wait).config
+            agg = self.client.get_model_config(settings.aggregator_model, client_timeout=wait).config
+        except InferenceServerException as e:
+            raise SlamError(
+                f"{settings.url}: the server did not describe its models ({e.message()})"
+            ) from None
         self.size = int(enc.input[0].dims[0])  # S: never hard-coded, read from the server
         self.dim = int(enc.output[0].dims[0])
         self.max_batch = int(enc.max_batch_size) or settings.batch_size
+        # the training image size, when the server's config declares it (see prepare_cell)
         image_size = enc.parameters[contract.IMAGE_SIZE_PARAMETER].string_value
-        self.image_size = int(image_size) if image_size else self.size
+        self.image_size = int(image_size) if image_size else None
         max_bag = agg.parameters[contract.MAX_BAG_PARAMETER].string_value
         self.max_bag = int(max_bag) if max_bag else None
 

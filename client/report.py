@@ -85,7 +85,19 @@ body {{ font-family: sans-serif; margin: 2em; color: #222; }}
 figure {{ margin: 0; width: 110px; font-size: 11px; text-align: center; }}
 figure img {{ width: 96px; height: 96px; object-fit: contain; border: 1px solid #ccc; }}
 section {{ border-top: 1px solid #ddd; padding-top: 1em; }}
-</style></head><body>
+#thumbs-warning {{ display: none; color: #b30000; }}
+</style>
+<script>
+// After loading, count the thumbnails that rendered; warn if any did not.
+window.addEventListener("load", () => {{
+  const imgs = [...document.querySelectorAll(".gallery img")];
+  const ok = imgs.filter((i) => i.complete && i.naturalWidth > 0).length;
+  document.body.dataset.thumbnails = imgs.length;
+  document.body.dataset.thumbnailsLoaded = ok;
+  if (ok < imgs.length) document.getElementById("thumbs-warning").style.display = "block";
+}});
+</script></head><body>
+<p id="thumbs-warning">Some cell thumbnails could not be shown (files moved or unreadable).</p>
 <h1>slamctl inference report</h1>
 <p>{len(entries)} bags reported{f", {len(failed)} failed" if failed else ""}.
 Attention is the abnormal class's attention of the MIL aggregator: the cells shown first drove the decision.</p>

@@ -60,8 +60,18 @@ def center_crop(rgb: np.ndarray, size: int) -> np.ndarray:
     return rgb[top : top + size, left : left + size]
 
 
-def prepare_cell(path: Path, image_size: int, crop: int) -> np.ndarray:
-    """A cell image as the encoder sees it: RGB, shorter side resized to the training image
-    size and center-cropped square (a no-op for images of that size), then center-cropped
-    to the model's input size. uint8 (crop, crop, 3)."""
-    return np.ascontiguousarray(center_crop(fit_square(load_rgb(path), image_size), crop))
+def prepare_cell(path: Path, image_size: int | None, crop: int) -> np.ndarray:
+    """A cell image as the encoder sees it, uint8 (crop, crop, 3).
+
+    RGB; then, when the training image size is known (stock Triton passes it from
+    config.pbtxt), the shorter side is resized to it and the image center-cropped square,
+    as training decodes cells; when it is not (the embedded server), only images smaller
+    than `crop` are resized up. Last, the center crop to the model's input size. For cells
+    of the training size (the usual case) both give exactly the training pixels.
+    """
+    rgb = load_rgb(path)
+    if image_size is not None:
+        rgb = fit_square(rgb, image_size)
+    elif min(rgb.shape[:2]) < crop:
+        rgb = fit_square(rgb, crop)
+    return np.ascontiguousarray(center_crop(rgb, crop))

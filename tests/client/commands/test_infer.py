@@ -1,0 +1,178 @@
+"""`slamctl infer` and `slamctl health` end to end against the real embedded Triton."""
+
+import csv
+import json
+import shutil
+import subprocess
+import threading
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from client.pipeline import BagFailure, ClientSettings, TritonModels, infer_bag
+from serving.launcher import start_server, stop_server
+from slamctl import contract
+from slamctl.images import prepare_cell
+from tests.conftest import run_cli
+from training.embed import load_embedded
+from training.mil import load_mil
+
+pytestmark = pytest.mark.slow
+
+
+def in_process(repo, bag):
+    """The same pipeline without a server: ONNX Runtime sessions on the repository's files."""
+    files = sorted(bag.iterdir())
+    images = np.stack(
+        [prepare_cell(f, None, 32) for f in files]
+    )  # the embedded server declares no image size
+    enc = ort.InferenceSession(str(repo / contract.ENCODER / "1" / "model.onnx"))
+    agg = ort.InferenceSession(str(repo / contract.AGGREGATOR / "1" / "model.onnx"))
+    emb = enc.run(None, {contract.IMAGES: images})[0]
+    probs, attention = agg.run(None, {contract.EMBEDDINGS: emb})
+    return [f.name for f in files], emb, probs, attention
+
+
+def test_one_bag_matches_the_in_process_pipeline(server, tiny_repository, tiny_models, tmp_path):
+    bag = tiny_models.bags / "bag_0001"
+    r = run_cli("infer", bag, "--url", server.grpc_url, "--out", tmp_path, "--top-k", 5, "--batch-size", 4)
+    assert r.code == 0, r.err
+    result = json.loads((tmp_path / "bag_0001.json").read_text())
+    names, emb, probs, attention = in_process(tiny_repository, bag)
+    assert result["cells"] == len(names) and result["skipped"] == []
+    assert result["decision"]["probability_abnormal"] == pytest.approx(float(probs[1]), abs=1e-5)
+    top = [names[i] for i in np.argsort(-attention, kind="stable")[:5]]
+    assert [c["file"] for c in result["top_k"]] == top
+    # and the training side agrees: the PyTorch MIL model on the training embeddings
+    model, _ = load_mil(tiny_models.aggregator)
+    trained = load_embedded(tiny_models.embeddings / "bag_0001.npz")
+    assert trained.names == names and np.allclose(trained.features, emb, atol=1e-4)
+    with torch.no_grad():
+        ref = torch.softmax(model(torch.from_numpy(trained.features)).logits, 0)[1].item()
+    assert result["decision"]["probability_abnormal"] == pytest.approx(ref, abs=1e-4)
+
+
+def test_folder_of_bags_csv_and_resume(server, tiny_bags, tmp_path):
+    args = ["infer", tiny_bags, "--url", server.grpc_url, "--out", tmp_path, "--format", "csv", "--top-k", 3]
+    r = run_cli(*args)
+    assert r.code == 0, r.err
+    files = sorted(tmp_path.glob("*.csv"))
+    assert len(files) == 6
+    rows = list(csv.DictReader(open(files[0])))
+    assert len(rows) == 3 and [int(x["rank"]) for x in rows] == [1, 2, 3]
+    assert rows[0]["label"] in ("normal", "abnormal") and 0 <= float(rows[0]["probability_abnormal"]) <= 1
+    stamp = files[0].stat().st_mtime_ns
+    files[1].unlink()
+    r = run_cli(*args, "--resume")
+    assert r.code == 0 and "1 done, 5 already done" in r.err
+    assert files[0].stat().st_mtime_ns == stamp and files[1].exists()
+
+
+def test_report_renders_in_chromium_with_every_thumbnail(server, tiny_bags, tmp_path):
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.fail("chromium is not installed (.ci/run installs Debian's package)")
+    r = run_cli("infer", tiny_bags / "bag_0000", tiny_bags / "bag_0001", "--url", server.grpc_url, "--out", tmp_path,
+                "--report", "--top-k", 4)  # fmt: skip
+    assert r.code == 0, r.err
+    dom = subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'chrome'}",
+         "--dump-dom", (tmp_path / "report.html").as_uri()],
+        capture_output=True, text=True, timeout=120,
+    ).stdout  # fmt: skip
+    assert 'data-thumbnails="8"' in dom and 'data-thumbnails-loaded="8"' in dom, dom[:500]
+    assert dom.count("<svg") == 2 and "bag_0000" in dom and "bag_0001" in dom
+
+
+def test_bad_files_are_skipped_and_listed(server, tiny_bags, tmp_path):
+    bag = shutil.copytree(tiny_bags / "bag_0002", tmp_path / "bag")
+    cells = sorted(bag.iterdir())
+    cells[0].write_bytes(b"")  # zero-byte
+    cells[1].write_bytes(cells[1].read_bytes()[:60])  # truncated
+    cells[2].write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)  # corrupt
+    (bag / "notes.txt").write_text("not an image")
+    r = run_cli("infer", bag, "--url", server.grpc_url, "--out", tmp_path / "out")
+    assert r.code == 0, r.err
+    result = json.loads((tmp_path / "out" / "bag.json").read_text())
+    skipped = {s["file"]: s["reason"] for s in result["skipped"]}
+    assert set(skipped) == {cells[0].name, cells[1].name, cells[2].name, "notes.txt"}
+    assert all(reason for reason in skipped.values())
+    assert result["cells"] == len(cells) - 3
+
+
+def test_bag_without_readable_cell_fails_and_others_finish(server, tiny_bags, tmp_path):
+    bad = tmp_path / "bags" / "aaa_bad"
+    bad.mkdir(parents=True)
+    (bad / "x.png").write_bytes(b"junk")
+    shutil.copytree(tiny_bags / "bag_0003", tmp_path / "bags" / "bag_0003")
+    r = run_cli("infer", tmp_path / "bags", "--url", server.grpc_url, "--out", tmp_path / "out")
+    assert r.code == 1
+    assert (tmp_path / "out" / "bag_0003.json").exists() and not (tmp_path / "out" / "aaa_bad.json").exists()
+    summary = json.loads((tmp_path / "out" / "run_summary.json").read_text())
+    assert summary["failed"]["aaa_bad"].startswith("unreadable_image: ")
+
+
+def test_nonexistent_path_and_server_not_running(tmp_path, tiny_bags):
+    r = run_cli("infer", tmp_path / "nope")
+    assert r.code == 1 and "no such file or folder" in r.err and r.err.strip().count("\n") == 0
+    r = run_cli("infer", tiny_bags / "bag_0000", "--url", "127.0.0.1:1", "--timeout", 2)
+    assert r.code == 1 and "cannot reach a Triton server at 127.0.0.1:1" in r.err and "slamctl serve" in r.err
+    assert r.err.strip().count("\n") == 0
+
+
+def test_model_missing_on_server(server, tiny_bags):
+    r = run_cli("infer", tiny_bags / "bag_0000", "--url", server.grpc_url, "--encoder-model", "resnet_v9")
+    assert r.code == 1 and "model 'resnet_v9' is not ready" in r.err
+
+
+def test_deadline_exceeded_marks_the_bag_failed(server, tiny_bags, tmp_path):
+    r = run_cli("infer", tiny_bags / "bag_0000", "--url", server.grpc_url, "--out", tmp_path, "--timeout", 0.0005,
+                "--retries", 1)  # fmt: skip
+    assert r.code == 1
+    summary = json.loads((tmp_path / "run_summary.json").read_text())
+    assert summary["failed"]["bag_0000"].startswith("timeout: ")
+
+
+def test_server_killed_mid_bag_retries_then_fails_that_bag(tiny_repository, tiny_bags, tmp_path):
+    running = start_server(tiny_repository, tmp_path)
+    try:
+        models = TritonModels(ClientSettings(url=running.grpc_url, batch_size=4, concurrency=1, retries=2, backoff=0.2,
+                                             timeout=5))  # fmt: skip
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(2) as pool:
+            first = infer_bag(tiny_bags / "bag_0000", models, pool)
+            assert len(first.cells) > 0
+            killed = threading.Event()
+
+            def kill_after_first_batch(done, total):
+                if not killed.is_set():
+                    killed.set()
+                    stop_server(running.process)
+
+            with pytest.raises(BagFailure) as e:
+                infer_bag(tiny_bags / "bag_0001", models, pool, on_batch=kill_after_first_batch)
+        assert e.value.kind == "unavailable" and killed.is_set()
+    finally:
+        stop_server(running.process)
+
+
+def test_health(server):
+    r = run_cli("health", "--url", server.grpc_url)
+    assert r.code == 0, r.err
+    lines = r.out.strip().splitlines()
+    assert lines[0].endswith("live, ready") and len(lines) == 3
+    assert lines[1].startswith("model slam_encoder: ready, versions 1") and "IMAGES UINT8" in lines[1]
+    r = run_cli("health", "--url", "127.0.0.1:1", "--timeout", 2)
+    assert r.code == 1 and "cannot reach a Triton server" in r.err
+
+
+def test_client_and_server_import_no_torch():
+    import sys
+
+    code = ("import sys, client.main, client.pipeline, client.report, serving.server, serving.launcher, "
+            "client.commands.infer; assert 'torch' not in sys.modules, 'torch imported'")  # fmt: skip
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0

@@ -1,0 +1,70 @@
+"""Preprocessing and bag discovery of the client (no server needed)."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from client.pipeline import find_bags
+from slamctl.errors import SlamError
+from slamctl.images import fit_square, load_rgb, prepare_cell
+from training.encoder import center_crop, uint8_to_input
+
+
+@pytest.mark.parametrize("declared", [40, None])
+def test_client_pixels_equal_the_training_pipeline(tiny_bags, declared):
+    """The client's uint8 crop is exactly what the training embed feeds the encoder, whether
+    the server declares the training image size (stock Triton) or not (embedded server)."""
+    for path in sorted((tiny_bags / "bag_0000").iterdir())[:3]:
+        client = prepare_cell(path, image_size=declared, crop=32)
+        batch = torch.from_numpy(fit_square(load_rgb(path), 40)[None].copy())
+        training = center_crop(uint8_to_input(batch), 32)[0]  # (3, 32, 32) float in [0, 1]
+        assert client.shape == (32, 32, 3) and client.dtype == np.uint8
+        assert torch.equal(torch.from_numpy(client).permute(2, 0, 1).float() / 255.0, training)
+
+
+def test_other_sizes_follow_the_documented_rule(tmp_path):
+    big = np.random.default_rng(0).integers(0, 256, (80, 100, 3), dtype=np.uint8)
+    Image.fromarray(big).save(tmp_path / "big.png")
+    out = prepare_cell(tmp_path / "big.png", image_size=40, crop=32)
+    assert out.shape == (32, 32, 3)
+    # without a declared training size, a large image is only center-cropped
+    assert np.array_equal(prepare_cell(tmp_path / "big.png", image_size=None, crop=32), big[24:56, 34:66])
+    small = big[:10, :10]
+    Image.fromarray(small).save(tmp_path / "small.png")
+    assert prepare_cell(tmp_path / "small.png", image_size=40, crop=32).shape == (32, 32, 3)
+
+
+@pytest.mark.parametrize(
+    "mode,suffix",
+    [
+        ("L", ".png"),
+        ("RGBA", ".png"),
+        ("CMYK", ".jpg"),
+        ("P", ".png"),
+        ("I;16", ".tif"),
+        ("LA", ".png"),
+        ("RGB", ".tiff"),
+    ],
+)
+def test_every_image_mode_becomes_rgb(tmp_path, mode, suffix):
+    rgb = Image.fromarray(np.random.default_rng(1).integers(0, 256, (40, 40, 3), dtype=np.uint8))
+    if mode == "I;16":
+        img = Image.fromarray(np.asarray(rgb.convert("L"), dtype=np.uint16) * 257)  # mode I;16
+    else:
+        img = rgb.convert(mode)
+    img.save(tmp_path / f"cell{suffix}")
+    out = prepare_cell(tmp_path / f"cell{suffix}", image_size=40, crop=32)
+    assert out.shape == (32, 32, 3) and out.dtype == np.uint8
+    if mode == "I;16":  # 16-bit scaled to 8 bits, not clipped
+        assert out.max() > 200
+
+
+def test_find_bags(tmp_path, tiny_bags):
+    assert find_bags(tiny_bags / "bag_0000") == [tiny_bags / "bag_0000"]
+    assert len(find_bags(tiny_bags)) == 6
+    with pytest.raises(SlamError, match="no such file or folder"):
+        find_bags(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SlamError, match="holds neither cell images"):
+        find_bags(tmp_path / "empty")
