@@ -76,6 +76,12 @@ def write_report(
             + "</section>"
         )
     failures = "".join(f"<li>{html.escape(b)}: {html.escape(why)}</li>" for b, why in failed)
+    rows = "".join(
+        f'<tr><td><a href="#{html.escape(e.result.bag)}">{html.escape(e.result.bag)}</a></td>'
+        f'<td class="{e.result.label}">{e.result.label}</td><td>{e.result.probability:.3f}</td>'
+        f"<td>{len(e.result.cells)}</td><td>{len(e.result.skipped)}</td></tr>"
+        for e in entries
+    )
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>slamctl inference report</title>
 <style>
@@ -85,6 +91,7 @@ body {{ font-family: sans-serif; margin: 2em; color: #222; }}
 figure {{ margin: 0; width: 110px; font-size: 11px; text-align: center; }}
 figure img {{ width: 96px; height: 96px; object-fit: contain; border: 1px solid #ccc; }}
 section {{ border-top: 1px solid #ddd; padding-top: 1em; }}
+table {{ border-collapse: collapse; }} td, th {{ padding: 2px 12px; text-align: left; }}
 #thumbs-warning {{ display: none; color: #b30000; }}
 </style>
 <script>
@@ -101,6 +108,7 @@ window.addEventListener("load", () => {{
 <h1>slamctl inference report</h1>
 <p>{len(entries)} bags reported{f", {len(failed)} failed" if failed else ""}.
 Attention is the abnormal class's attention of the MIL aggregator: the cells shown first drove the decision.</p>
+<table><tr><th>bag</th><th>decision</th><th>P(abnormal)</th><th>cells</th><th>skipped</th></tr>{rows}</table>
 {f"<h2>Failed bags</h2><ul>{failures}</ul>" if failed else ""}
 {"".join(sections)}
 </body></html>

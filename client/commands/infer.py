@@ -138,6 +138,10 @@ def infer(
         path = write_report(done, failed, out / "report.html", top_k, report_cells)
         err.print(f"report: {path}")
     err.print(f"results: {out}")
+    from prometheus_client import write_to_textfile
+
+    write_to_textfile(str(out / "metrics.prom"), metrics.REGISTRY)  # this run's client metrics
+    err.print(f"client metrics: {out / 'metrics.prom'}")
     if pushgateway:
         from prometheus_client import push_to_gateway
 

@@ -1,0 +1,150 @@
+"""The client pipeline: is `slamctl infer` bound by the server's compute, and is its memory
+bounded whatever the bag size?
+
+1. A bag of 1,000 cells (250 px) through full-size models (ResNet18 at 224 px): wall time
+   of the `slamctl infer` process over the server's own compute time for the same
+   requests (Triton's nv_inference_compute_infer_duration_us, both models). Target <= 1.15.
+2. Decode throughput (read, RGB, crop) with 1 thread vs N threads.
+3. Peak memory (max RSS) of `slamctl infer` for bags of 1,000 and 10,000 cells (small
+   72 px cells and a small model, so the run takes seconds); target: the larger bag within
+   1.2x the smaller's.
+
+    python benchmarks/client_pipeline.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from export.onnx_export import export_pair
+from export.repository import write_repository
+from serving.launcher import start_server, stop_server
+from slamctl.images import prepare_cell
+from training.checkpoint import ENCODER_KIND, MIL_KIND, save_checkpoint
+from training.encoder import Encoder
+from training.mil import MilConfig, build_aggregator
+from training.pretrain import PRESETS, PretrainConfig
+from training.synthetic import SynthConfig, generate
+
+SLAMCTL = shutil.which("slamctl", path=str(Path(sys.executable).parent)) or "slamctl"
+
+
+def checkpoints(folder: Path, cfg: PretrainConfig) -> tuple[Path, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    enc = Encoder(cfg.encoder_config())
+    save_checkpoint({"kind": ENCODER_KIND, "model": enc.state_dict(), "config": asdict(cfg),
+                     "encoder_config": asdict(cfg.encoder_config())}, folder / "encoder.pt")  # fmt: skip
+    mil = MilConfig()
+    agg = build_aggregator(mil.aggregator, cfg.proj_dim, mil.n_proto)
+    save_checkpoint({"kind": MIL_KIND, "model": agg.state_dict(), "config": asdict(mil), "in_dim": cfg.proj_dim,
+                     "embedding": {"features": "z", "dim": cfg.proj_dim}}, folder / "mil.pt")  # fmt: skip
+    return folder / "encoder.pt", folder / "mil.pt"
+
+
+def repository(tmp: Path, name: str, cfg: PretrainConfig) -> Path:
+    pair = export_pair(*checkpoints(tmp / name, cfg), tmp / name)
+    write_repository(pair, tmp / name / "repo")
+    return tmp / name / "repo"
+
+
+def compute_us(metrics: str) -> float:
+    return sum(
+        float(v) for v in re.findall(r"^nv_inference_compute_infer_duration_us\{.*\} (\S+)$", metrics, re.M)
+    )
+
+
+def infer_with_rss(bag: Path, url: str, out: Path) -> tuple[float, int]:
+    """(wall seconds, max RSS in MiB) of one `slamctl infer` process."""
+    code = (
+        "import resource, subprocess, sys, time; t = time.perf_counter(); "
+        "r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); "
+        "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, r.returncode)"
+    )
+    cmd = [
+        sys.executable,
+        "-c",
+        code,
+        SLAMCTL,
+        "infer",
+        str(bag),
+        "--url",
+        url,
+        "--out",
+        str(out),
+        "--top-k",
+        "10",
+    ]
+    wall, rss_kib, rc = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.split()
+    if rc != "0":
+        raise SystemExit(f"slamctl infer failed on {bag} (exit {rc})")
+    return float(wall), int(rss_kib) // 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--cells", type=int, default=1000)
+    parser.add_argument("--threads", type=int, default=4)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        generate(
+            SynthConfig(bags=2, cells_per_bag=args.cells, bag_size_jitter=0, image_size=250, null=True),
+            tmp / "big",
+        )
+        bag = tmp / "big" / "bag_0000"
+
+        # 2. decode throughput
+        files = sorted(bag.iterdir())
+        rates = {}
+        for n in (1, args.threads):
+            with ThreadPoolExecutor(n) as pool:
+                t0 = time.perf_counter()
+                list(pool.map(lambda f: prepare_cell(f, 250, 224), files))
+                rates[n] = len(files) / (time.perf_counter() - t0)
+
+        # 1. wall time over server compute, full-size models
+        server = start_server(repository(tmp, "full", PretrainConfig()), tmp, threads=0)
+        try:
+            before = compute_us(server.metrics())
+            wall, _ = infer_with_rss(bag, server.grpc_url, tmp / "out_full")
+            compute = (compute_us(server.metrics()) - before) / 1e6
+        finally:
+            stop_server(server.process)
+        print(f"bag of {len(files)} cells at 224 px (ResNet18, CPU):")
+        print(f"  slamctl infer wall time {wall:.1f} s, server compute {compute:.1f} s, ratio {wall / compute:.3f} "
+              "(target <= 1.15)")  # fmt: skip
+        print(f"decode (read, RGB, crop) of 250 px cells: 1 thread {rates[1]:.0f} cells/s, "
+              f"{args.threads} threads {rates[args.threads]:.0f} cells/s, ratio {rates[args.threads] / rates[1]:.2f}")  # fmt: skip
+
+        # 3. peak memory, small cells and model
+        small = PRESETS["tiny"]
+        for n in (1000, 10000):
+            generate(SynthConfig(bags=2, cells_per_bag=n, bag_size_jitter=0, image_size=small.image_size, null=True),
+                     tmp / f"small{n}")  # fmt: skip
+        server = start_server(repository(tmp, "small", small), tmp, threads=0)
+        try:
+            rss = {n: infer_with_rss(tmp / f"small{n}" / "bag_0000", server.grpc_url, tmp / f"out{n}")[1]
+                   for n in (1000, 10000)}  # fmt: skip
+        finally:
+            stop_server(server.process)
+        print(f"peak memory of slamctl infer ({small.crop_size} px cells): 1,000 cells {rss[1000]} MiB, "
+              f"10,000 cells {rss[10000]} MiB, ratio {rss[10000] / rss[1000]:.2f} (target <= 1.2)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

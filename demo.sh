@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# The main job on embedded defaults, end to end, on a CPU-only machine:
+# synthetic data -> SLAM-AGS pretraining (tiny preset) -> embeddings -> PAMIL -> export to a
+# Triton model repository -> validation -> embedded Triton -> `slamctl infer --report` on
+# the held-out bags -> summary, report and metrics -> server stopped.
+# A second run reuses what exists. `./demo.sh --quick` is the short mode CI runs.
+set -euo pipefail
+cd "$(dirname "$0")"
+BAGS=60; CELLS=80; EPOCHS=3; OUT=demo
+if [ "${1:-}" = "--quick" ]; then BAGS=12; CELLS=24; EPOCHS=1; OUT=demo-quick; fi
+
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+step "1/8 environment (.venv)"
+scripts/venv.sh
+S=.venv/bin/slamctl
+
+step "2/8 synthetic data: $BAGS bags of ~$CELLS cells ($OUT/bags)"
+$S data synth --out "$OUT/bags" --bags "$BAGS" --cells-per-bag "$CELLS" --witness-rate 0.05 --image-size 72
+
+step "3/8 SLAM-AGS pretraining, tiny preset ($OUT/run)"
+$S train pretrain --bags "$OUT/bags" --out "$OUT/run" --method slam-ags --preset tiny --epochs "$EPOCHS" --resume
+
+step "4/8 embeddings and PAMIL"
+$S train embed --encoder "$OUT/run/checkpoint.pt" --bags "$OUT/bags" --out "$OUT/run/emb"
+if [ ! -f "$OUT/run/mil.pt" ]; then
+  $S train mil --embeddings "$OUT/run/emb" --labels "$OUT/bags/labels.csv" --out "$OUT/run" --epochs 30
+else
+  echo "reusing $OUT/run/mil.pt"
+fi
+$S evaluate --run "$OUT/run" --embeddings "$OUT/run/emb" --bags "$OUT/bags"
+
+step "5/8 export to a Triton model repository and validate it"
+if [ ! -f "$OUT/model_repository/manifest.json" ]; then
+  $S export --encoder "$OUT/run/checkpoint.pt" --aggregator "$OUT/run/mil.pt" --repository "$OUT/model_repository"
+else
+  echo "reusing $OUT/model_repository"
+fi
+if $S export validate "$OUT/model_repository" --encoder "$OUT/run/checkpoint.pt" --aggregator "$OUT/run/mil.pt" \
+    >"$OUT/validate.log" 2>&1; then
+  tail -n 1 "$OUT/validate.log"
+else
+  cat "$OUT/validate.log"; exit 1
+fi
+
+step "6/8 embedded Triton server"
+read -r GRPC HTTP METRICS < <(.venv/bin/python -c "from serving.launcher import free_ports; print(*free_ports(3))")
+$S serve --repository "$OUT/model_repository" --grpc-port "$GRPC" --http-port "$HTTP" --metrics-port "$METRICS" \
+  --log-file "$OUT/triton.log" >"$OUT/serve.log" 2>&1 &
+SERVER=$!
+trap 'kill -TERM $SERVER 2>/dev/null; wait $SERVER 2>/dev/null || true' EXIT
+for _ in $(seq 120); do
+  if $S health --url "127.0.0.1:$GRPC" >/dev/null 2>&1; then break; fi
+  kill -0 $SERVER 2>/dev/null || { cat "$OUT/serve.log"; exit 1; }
+  sleep 1
+done
+$S health --url "127.0.0.1:$GRPC"
+
+step "7/8 slamctl infer on the held-out bags, with the HTML report"
+rm -rf "$OUT/heldout" && mkdir -p "$OUT/heldout"
+awk -F, '{ sub(/\r$/, "") } NR > 1 && $2 == "test" { print $1 }' "$OUT/bags/split.csv" | while read -r bag; do
+  ln -s "../bags/$bag" "$OUT/heldout/$bag"
+done
+$S infer "$OUT/heldout" --url "127.0.0.1:$GRPC" --out "$OUT/results" --report --top-k 20 --resume
+
+step "8/8 done"
+echo "report:          $OUT/results/report.html"
+echo "per-bag results: $OUT/results/"
+echo "client metrics:  $OUT/results/metrics.prom"
+.venv/bin/python -c "import urllib.request, sys; open(sys.argv[2], 'wb').write(urllib.request.urlopen(sys.argv[1]).read())" \
+  "http://127.0.0.1:$METRICS/metrics" "$OUT/server_metrics.prom"
+echo "server metrics:  $OUT/server_metrics.prom (Triton's, scraped from http://127.0.0.1:$METRICS/metrics)"
