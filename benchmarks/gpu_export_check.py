@@ -31,7 +31,13 @@ def gpu_present() -> bool:
 
 
 def main() -> int:
+    import argparse
+
     import onnxruntime as ort
+
+    argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    ).parse_args()
 
     available = ort.get_available_providers()
     if not gpu_present() or "CUDAExecutionProvider" not in available:
