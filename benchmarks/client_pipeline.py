@@ -22,39 +22,22 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
 from pathlib import Path
 
-import torch
+from random_models import make_checkpoints
 
 from export.onnx_export import export_pair
 from export.repository import write_repository
 from serving.launcher import start_server, stop_server
 from slamctl.images import prepare_cell
-from training.checkpoint import ENCODER_KIND, MIL_KIND, save_checkpoint
-from training.encoder import Encoder
-from training.mil import MilConfig, build_aggregator
 from training.pretrain import PRESETS, PretrainConfig
 from training.synthetic import SynthConfig, generate
 
 SLAMCTL = shutil.which("slamctl", path=str(Path(sys.executable).parent)) or "slamctl"
 
 
-def checkpoints(folder: Path, cfg: PretrainConfig) -> tuple[Path, Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(0)
-    enc = Encoder(cfg.encoder_config())
-    save_checkpoint({"kind": ENCODER_KIND, "model": enc.state_dict(), "config": asdict(cfg),
-                     "encoder_config": asdict(cfg.encoder_config())}, folder / "encoder.pt")  # fmt: skip
-    mil = MilConfig()
-    agg = build_aggregator(mil.aggregator, cfg.proj_dim, mil.n_proto)
-    save_checkpoint({"kind": MIL_KIND, "model": agg.state_dict(), "config": asdict(mil), "in_dim": cfg.proj_dim,
-                     "embedding": {"features": "z", "dim": cfg.proj_dim}}, folder / "mil.pt")  # fmt: skip
-    return folder / "encoder.pt", folder / "mil.pt"
-
-
 def repository(tmp: Path, name: str, cfg: PretrainConfig) -> Path:
-    pair = export_pair(*checkpoints(tmp / name, cfg), tmp / name)
+    pair = export_pair(*make_checkpoints(tmp / name, cfg), tmp / name)
     write_repository(pair, tmp / name / "repo")
     return tmp / name / "repo"
 

@@ -13,15 +13,12 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
+from random_models import make_checkpoints
 
-from training.checkpoint import ENCODER_KIND, save_checkpoint
 from training.embed import embed_bags
-from training.encoder import Encoder
-from training.pretrain import PretrainConfig
 from training.synthetic import SynthConfig, generate
 
 
@@ -41,12 +38,7 @@ def main() -> None:
             SynthConfig(bags=2, cells_per_bag=args.cells // 2, bag_size_jitter=0, image_size=250),
             tmp / "bags",
         )
-        cfg = PretrainConfig()  # the paper's encoder: ResNet18, 250 px cells, 224 px crops
-        torch.manual_seed(0)
-        model = Encoder(cfg.encoder_config())
-        ckpt = tmp / "encoder.pt"
-        save_checkpoint({"kind": ENCODER_KIND, "model": model.state_dict(), "config": asdict(cfg),
-                         "encoder_config": asdict(cfg.encoder_config())}, ckpt)  # fmt: skip
+        ckpt, _ = make_checkpoints(tmp)  # the paper's encoder: ResNet18, 250 px cells, 224 px crops
         print(
             f"{args.cells} cells of 250 px -> ResNet18 at 224 px on {args.device}, {torch.get_num_threads()} threads"
         )

@@ -13,33 +13,15 @@ import argparse
 import statistics
 import tempfile
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import torch
+from random_models import make_checkpoints
 
 from export.onnx_export import AggregatorGraph, EncoderGraph, export_pair
 from slamctl import contract
-from training.checkpoint import ENCODER_KIND, MIL_KIND, save_checkpoint
-from training.encoder import Encoder
-from training.mil import MilConfig, build_aggregator
-from training.pretrain import PretrainConfig
-
-
-def make_checkpoints(folder: Path) -> tuple[Path, Path]:
-    cfg = PretrainConfig()
-    torch.manual_seed(0)
-    enc = Encoder(cfg.encoder_config())
-    enc_path, agg_path = folder / "encoder.pt", folder / "mil.pt"
-    save_checkpoint({"kind": ENCODER_KIND, "model": enc.state_dict(), "config": asdict(cfg),
-                     "encoder_config": asdict(cfg.encoder_config())}, enc_path)  # fmt: skip
-    mil = MilConfig()
-    agg = build_aggregator(mil.aggregator, cfg.proj_dim, mil.n_proto)
-    save_checkpoint({"kind": MIL_KIND, "model": agg.state_dict(), "config": asdict(mil), "in_dim": cfg.proj_dim,
-                     "embedding": {"features": "z", "dim": cfg.proj_dim}}, agg_path)  # fmt: skip
-    return enc_path, agg_path
 
 
 def timed(fn, repeats: int) -> float:

@@ -45,8 +45,7 @@ def main() -> int:
             f"no GPU here (CUDA visible: {gpu_present()}, ONNX Runtime providers: {available}): nothing to check"
         )
         return 0
-    sys.path.insert(0, str(Path(__file__).parent))
-    from encoder_runtime import make_checkpoints
+    from random_models import make_checkpoints
 
     from export.onnx_export import export_pair
     from export.validate import same_top_cells

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -71,8 +70,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--latency-batch", type=int, default=8, help="images per request in the latency test")
     args = parser.parse_args()
-    sys.path.insert(0, str(Path(__file__).parent))
-    from encoder_runtime import make_checkpoints
+    from random_models import make_checkpoints
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -1,0 +1,29 @@
+"""Randomly initialised checkpoints of a given size, for the benchmarks: speed does not
+depend on the weights, and nothing has to be trained first."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from training.checkpoint import ENCODER_KIND, MIL_KIND, save_checkpoint
+from training.encoder import Encoder
+from training.mil import MilConfig, build_aggregator
+from training.pretrain import PretrainConfig
+
+
+def make_checkpoints(folder: Path, cfg: PretrainConfig | None = None) -> tuple[Path, Path]:
+    """encoder.pt and mil.pt (PAMIL on z) under `folder`; the paper's sizes by default."""
+    cfg = cfg or PretrainConfig()
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    enc = Encoder(cfg.encoder_config())
+    save_checkpoint({"kind": ENCODER_KIND, "model": enc.state_dict(), "config": asdict(cfg),
+                     "encoder_config": asdict(cfg.encoder_config())}, folder / "encoder.pt")  # fmt: skip
+    mil = MilConfig()
+    agg = build_aggregator(mil.aggregator, cfg.proj_dim, mil.n_proto)
+    save_checkpoint({"kind": MIL_KIND, "model": agg.state_dict(), "config": asdict(mil), "in_dim": cfg.proj_dim,
+                     "embedding": {"features": "z", "dim": cfg.proj_dim}}, folder / "mil.pt")  # fmt: skip
+    return folder / "encoder.pt", folder / "mil.pt"
