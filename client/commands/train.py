@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
@@ -62,7 +63,8 @@ def pretrain(
             bar.update(task, completed=step, total=total, info=f"loss {losses}")
 
         path = run(cfg, bags, out, resume=resume, max_steps=max_steps, device=device, on_step=on_step)
-    err.print(f"checkpoint: {path}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for all
+        err.print(f"checkpoint: {path}")
 
 
 @app.command()

@@ -26,3 +26,19 @@ def test_pretrain_errors_are_one_line(tiny_bags, tmp_path):
     (tmp_path / "bad" / "checkpoint.pt").write_bytes(b"garbage")
     r = run_cli("train", "pretrain", "--bags", tiny_bags, "--out", tmp_path / "bad", *TINY_ARGS, "--resume")
     assert r.code == 1 and "not a readable checkpoint" in r.err
+
+
+def test_pretrain_under_torchrun_with_two_ranks(tiny_bags, tmp_path):
+    """Two CPU ranks (gloo): per-task gradients all-reduced, rank 0 writes the checkpoint."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    bindir = Path(sys.executable).parent
+    cmd = [shutil.which("torchrun", path=str(bindir)), "--nproc-per-node", "2", shutil.which("slamctl", path=str(bindir)),
+           "train", "pretrain", "--bags", str(tiny_bags), "--out", str(tmp_path), *map(str, TINY_ARGS), "--max-steps", "2"]  # fmt: skip
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stderr.count("checkpoint:") == 1
+    assert load_checkpoint(tmp_path / "checkpoint.pt", ENCODER_KIND)["step"] == 2
