@@ -159,11 +159,11 @@ class TritonModels:
                 return result.as_numpy(contract.BAG_PROBS), result.as_numpy(contract.ATTENTION)
             except InferenceServerException as e:
                 kind = RETRYABLE.get(str(e.status()))
+                metrics.ERRORS.labels(kind or "server_error").inc()
                 if kind is None or attempt == self.settings.retries:
                     raise BagFailure(
                         kind or "server_error", f"{self.settings.aggregator_model}: {e.message()}"
                     ) from None
-                metrics.ERRORS.labels(kind).inc()
                 time.sleep(self.settings.backoff * 2**attempt)
         raise AssertionError("unreachable")
 
@@ -196,8 +196,7 @@ class EncoderStream:
     def _done(self, start, images, attempt, t0, result, error) -> None:
         if error is not None:
             kind = RETRYABLE.get(str(error.status()))
-            if kind is not None:
-                metrics.ERRORS.labels(kind).inc()
+            metrics.ERRORS.labels(kind or "server_error").inc()  # every failed request, retried or not
             if kind is not None and attempt < self.settings.retries and self.failure is None:
                 delay = self.settings.backoff * 2**attempt
                 threading.Timer(delay, self.submit, (start, images, attempt + 1)).start()

@@ -106,7 +106,6 @@ def infer(
                                    on_batch=lambda n, total, t=task: bar.update(t, completed=n, total=total))  # fmt: skip
             except BagFailure as e:
                 metrics.BAGS.labels("failed").inc()
-                metrics.ERRORS.labels(e.kind).inc()
                 failed.append((bag.name, f"{e.kind}: {e}"))
             else:
                 write_result(result, out, format, top_k, str(bag), model_info)

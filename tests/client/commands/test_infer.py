@@ -176,3 +176,24 @@ def test_client_and_server_import_no_torch():
     code = ("import sys, client.main, client.pipeline, client.report, serving.server, serving.launcher, "
             "client.commands.infer; assert 'torch' not in sys.modules, 'torch imported'")  # fmt: skip
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_metrics_file_and_port_carry_no_bag_identifier(server, tiny_bags, tmp_path):
+    import re
+    import urllib.request
+
+    from serving.launcher import free_ports
+
+    (port,) = free_ports(1)
+    r = run_cli(
+        "infer", tiny_bags / "bag_0004", "--url", server.grpc_url, "--out", tmp_path, "--metrics-port", port
+    )
+    assert r.code == 0, r.err
+    text = (tmp_path / "metrics.prom").read_text()
+    assert re.search(r"^slamctl_cells_total \d+\.0$", text, re.M)
+    for model in (contract.ENCODER, contract.AGGREGATOR):
+        assert re.search(rf'^slamctl_request_latency_seconds_count{{model="{model}"}} [1-9]', text, re.M)
+    assert re.search(r'^slamctl_bags_total{status="ok"} [1-9]', text, re.M)
+    assert "bag_0004" not in text and "cell_" not in text
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as served:
+        assert "slamctl_bag_latency_seconds_bucket" in served.read().decode()
