@@ -217,11 +217,14 @@ def plot(rows: list[dict], cfg: SweepConfig, path: Path) -> None:
             ax.errorbar(
                 [100 * w for w in cfg.witness_rates], means, yerr=stds, marker="o", capsize=3, label=method
             )
+        if key == "top_k_fraction":  # K = 0.4 x bag size: a random ranking finds 40% of the positives
+            ax.axhline(0.4, color="gray", linestyle=":", label="chance (random ranking)")
         ax.set_xscale("log")
         ax.set_xlabel("witness rate (%)")
         ax.set_title(title)
         ax.grid(alpha=0.3)
     axes[0].legend()
+    axes[1].legend(handles=axes[1].get_legend_handles_labels()[0][:1], loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
