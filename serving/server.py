@@ -200,29 +200,33 @@ def serve(settings: ServerSettings, *, on_ready: Callable[[list[ServedModel]], N
         log_file=settings.triton_log(),
     )  # fmt: skip
     logging.getLogger("pytriton").setLevel(logging.WARNING)  # its INFO lines repeat what we log
-    with Triton(config=config) as triton:
-        for m in models:
-            session = make_session(m, settings.threads)
-            batching = m.max_batch_size > 0
-            model_config = ModelConfig(
-                batching=batching, max_batch_size=max(m.max_batch_size, 1),
-                batcher=DynamicBatcher(max_queue_delay_microseconds=m.max_queue_delay_us,
-                                       preferred_batch_size=m.preferred_batch_sizes or None),
-            )  # fmt: skip
-            triton.bind(
-                model_name=m.name, model_version=m.version,
-                infer_func=batched_infer(session, m) if batching else bag_infer(session, m),
-                inputs=[Tensor(name=n, dtype=d, shape=s) for n, d, s in m.inputs],
-                outputs=[Tensor(name=n, dtype=d, shape=s) for n, d, s in m.outputs],
-                config=model_config, strict=True,
-            )  # fmt: skip
-            log.info(
-                "loaded %s version %d (%s) on %s", m.name, m.version, m.onnx_path, session.get_providers()[0]
-            )
-        triton.run()
-        if on_ready:
-            on_ready(models)
-        try:
-            triton.serve()
-        except KeyboardInterrupt:
-            log.info("stopping")
+    try:  # SIGTERM/Ctrl-C may come at any moment, also while the models load; `with` stops Triton
+        with Triton(config=config) as triton:
+            for m in models:
+                session = make_session(m, settings.threads)
+                batching = m.max_batch_size > 0
+                model_config = ModelConfig(
+                    batching=batching, max_batch_size=max(m.max_batch_size, 1),
+                    batcher=DynamicBatcher(max_queue_delay_microseconds=m.max_queue_delay_us,
+                                           preferred_batch_size=m.preferred_batch_sizes or None),
+                )  # fmt: skip
+                triton.bind(
+                    model_name=m.name, model_version=m.version,
+                    infer_func=batched_infer(session, m) if batching else bag_infer(session, m),
+                    inputs=[Tensor(name=n, dtype=d, shape=s) for n, d, s in m.inputs],
+                    outputs=[Tensor(name=n, dtype=d, shape=s) for n, d, s in m.outputs],
+                    config=model_config, strict=True,
+                )  # fmt: skip
+                log.info(
+                    "loaded %s version %d (%s) on %s",
+                    m.name,
+                    m.version,
+                    m.onnx_path,
+                    session.get_providers()[0],
+                )
+            triton.run()
+            if on_ready:
+                on_ready(models)
+            triton.serve()  # returns on SIGINT/SIGTERM (it catches KeyboardInterrupt itself)
+    except KeyboardInterrupt:
+        log.info("stopping")
