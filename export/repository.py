@@ -134,9 +134,9 @@ def write_repository(
     if settings.max_batch_size < contract.ENCODER_MIN_MAX_BATCH:
         raise SlamError(f"max_batch_size {settings.max_batch_size}: the contract asks for >= 256")
     repository = Path(repository)
-    if version is None:
-        version = 1 + max([0] + [v for m in MODELS for v in existing_versions(repository / m)])
     newest = max([0] + [v for m in MODELS for v in existing_versions(repository / m)])
+    if version is None:
+        version = newest + 1
     if version < max(1, newest):
         raise SlamError(
             f"--version {version}: expected >= {max(1, newest)} (config.pbtxt describes the newest version)"

@@ -61,7 +61,8 @@ def parse_config(path: Path):
         raise SlamError(f"{path}: not text ({e})") from None
 
 
-def _dtype_name(config_enum: int) -> str:
+def dtype_name(config_enum: int) -> str:
+    """TYPE_UINT8, TYPE_FP32, ... of a ModelConfig data_type enum value."""
     from tritonclient.grpc import model_config_pb2
 
     return model_config_pb2.DataType.Name(config_enum)
@@ -80,7 +81,7 @@ def _onnx_tensors(values) -> dict[str, tuple[str, tuple[int, ...]]]:
 
 
 def _config_tensors(entries, batching: bool) -> dict[str, tuple[str, tuple[int, ...]]]:
-    return {e.name: (_dtype_name(e.data_type), ((-1,) if batching else ()) + tuple(e.dims)) for e in entries}
+    return {e.name: (dtype_name(e.data_type), ((-1,) if batching else ()) + tuple(e.dims)) for e in entries}
 
 
 def _trt_params(config) -> dict[str, str]:

@@ -81,7 +81,7 @@ def check_ports(settings: ServerSettings) -> None:
 def read_models(repository: Path) -> list[ServedModel]:
     """Validate the repository (no checkpoints needed), then read what each config says."""
     from export.repository import existing_versions
-    from export.validate import parse_config, validate_repository
+    from export.validate import dtype_name, parse_config, validate_repository
 
     repository = Path(repository)
     if not repository.is_dir():
@@ -98,7 +98,7 @@ def read_models(repository: Path) -> list[ServedModel]:
         config = parse_config(repository / name / "config.pbtxt")
         version = existing_versions(repository / name)[-1]
         tensors = lambda entries: [  # noqa: E731
-            (e.name, np.dtype(contract.TRITON_TO_NUMPY[config_dtype_name(e.data_type)]), tuple(e.dims))
+            (e.name, np.dtype(contract.TRITON_TO_NUMPY[dtype_name(e.data_type)]), tuple(e.dims))
             for e in entries
         ]
         max_bag = (
@@ -112,12 +112,6 @@ def read_models(repository: Path) -> list[ServedModel]:
             max_bag_cells=int(max_bag) if max_bag else None,
         ))  # fmt: skip
     return models
-
-
-def config_dtype_name(value: int) -> str:
-    from tritonclient.grpc import model_config_pb2
-
-    return model_config_pb2.DataType.Name(value)
 
 
 def gpu_visible() -> bool:

@@ -62,6 +62,12 @@ def _parse_label(value: str, path: Path, line: int) -> int:
     return int(value)
 
 
+def read_labels_csv(path: Path) -> dict[str, int]:
+    """{bag_id: label} of a labels.csv (bag_id,label with label 0 or 1)."""
+    rows = read_csv(path, ["bag_id", "label"])
+    return {r["bag_id"]: _parse_label(r["label"], path, i + 2) for i, r in enumerate(rows)}
+
+
 def read_labels(bags_dir: Path) -> dict[str, int]:
     """Bag labels from `labels.csv`, or from the reference naming normal_* / abnormal_*."""
     bags_dir = Path(bags_dir)
@@ -69,8 +75,7 @@ def read_labels(bags_dir: Path) -> dict[str, int]:
         raise SlamError(f"{bags_dir}: bag folder does not exist")
     path = bags_dir / LABELS_FILE
     if path.exists():
-        rows = read_csv(path, ["bag_id", "label"])
-        labels = {r["bag_id"]: _parse_label(r["label"], path, i + 2) for i, r in enumerate(rows)}
+        labels = read_labels_csv(path)
     else:
         labels = {}
         for d in sorted(p for p in bags_dir.iterdir() if p.is_dir()):

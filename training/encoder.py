@@ -14,7 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 MEAN = (0.6009, 0.5513, 0.7394)
@@ -120,7 +119,3 @@ def center_crop(images: torch.Tensor, size: int) -> torch.Tensor:
     h, w = images.shape[-2:]
     top, left = (h - size) // 2, (w - size) // 2
     return images[..., top : top + size, left : left + size]
-
-
-def l2_normalize(x: torch.Tensor) -> torch.Tensor:
-    return F.normalize(x, dim=1)

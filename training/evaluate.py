@@ -14,7 +14,6 @@ import numpy as np
 
 from slamctl.errors import SlamError
 from training.bagset import LABELS_FILE, read_cell_truth, write_csv
-from training.embed import read_meta
 from training.metrics import binary_metrics, default_top_k, top_k_retrieval
 from training.mil import load_mil, load_split_bags, predict
 
@@ -31,12 +30,11 @@ def evaluate(
 ) -> dict:
     """Evaluate on the `split` bags (all bags if there is no split.csv); returns the summary."""
     model, ckpt = load_mil(mil_path)
-    meta = read_meta(emb_dir)
+    bags, ys, meta = load_split_bags(emb_dir, Path(bags_dir) / LABELS_FILE, split)
     if meta["dim"] != ckpt["in_dim"]:
         raise SlamError(
             f"{emb_dir}: embeddings of dimension {meta['dim']}, the MIL model expects {ckpt['in_dim']}"
         )
-    bags, ys, _ = load_split_bags(emb_dir, Path(bags_dir) / LABELS_FILE, split)
     truth = read_cell_truth(bags_dir)
     probs, attention = predict(model, bags)
 

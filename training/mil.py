@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from slamctl.errors import SlamError
 from training.abmil import ABMIL
-from training.bagset import assign_splits, read_csv, read_split
+from training.bagset import assign_splits, read_labels_csv, read_split
 from training.checkpoint import MIL_KIND, load_checkpoint, save_checkpoint
 from training.embed import EmbeddedBag, load_embedded, read_meta
 from training.metrics import binary_metrics
@@ -55,23 +55,13 @@ def build_aggregator(name: str, in_dim: int, n_proto: int = 10) -> torch.nn.Modu
     raise SlamError(f"unknown aggregator {name!r}: expected one of {', '.join(AGGREGATORS)}")
 
 
-def read_bag_labels(labels_path: Path) -> dict[str, int]:
-    rows = read_csv(labels_path, ["bag_id", "label"])
-    labels = {}
-    for i, r in enumerate(rows):
-        if r["label"] not in ("0", "1"):
-            raise SlamError(f"{labels_path}:{i + 2}: label must be 0 or 1, got {r['label']!r}")
-        labels[r["bag_id"]] = int(r["label"])
-    return labels
-
-
 def load_split_bags(
     emb_dir: Path, labels_path: Path, split: str | None
 ) -> tuple[list[EmbeddedBag], list[int], dict]:
     """Embedded bags (and labels) of one split; split.csv beside labels.csv decides it."""
     emb_dir, labels_path = Path(emb_dir), Path(labels_path)
     meta = read_meta(emb_dir)
-    labels = read_bag_labels(labels_path)
+    labels = read_labels_csv(labels_path)
     splits = read_split(labels_path.parent)
     bags, ys = [], []
     for bag_id, y in sorted(labels.items()):

@@ -163,9 +163,14 @@ class GradientBuffers:
             offset += p.numel()
 
 
+def step_seed(seed: int, step: int) -> int:
+    """The seed of one step (augmentations, task order): a resumed run draws the same."""
+    return seed * 1_000_003 + step
+
+
 def task_order(n_tasks: int, seed: int, step: int) -> list[int]:
     """Random task order for surgery, a function of (seed, step): equal on every rank."""
-    g = torch.Generator().manual_seed(seed * 1_000_003 + step)
+    g = torch.Generator().manual_seed(step_seed(seed, step))
     return torch.randperm(n_tasks, generator=g).tolist()
 
 
@@ -320,7 +325,7 @@ def pretrain(
                 lr = learning_rate(step, total_steps, warmup_steps, cfg.lr)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                torch.manual_seed(cfg.seed * 1_000_003 + step)  # augmentations, reproducible on resume
+                torch.manual_seed(step_seed(cfg.seed, step))  # augmentations
                 pos = uint8_to_input(pos_u8.to(dev, non_blocking=True))
                 neg = uint8_to_input(neg_u8.to(dev, non_blocking=True))
                 stats = train_step(model, optimizer, buffers, pos, neg, cfg, strong, step)
