@@ -7,6 +7,7 @@ import typer
 from tritonclient.utils import InferenceServerException
 
 from client.options import CertificateChain, PrivateKey, RootCertificates, Ssl, Timeout, Url
+from client.pipeline import channel_credentials
 from slamctl import contract
 from slamctl.errors import SlamError
 
@@ -20,8 +21,8 @@ def health(
     certificate_chain: CertificateChain = None,
 ) -> None:
     """Server live/ready, then each served model with its version and tensors, one line each."""
-    client = grpcclient.InferenceServerClient(url, ssl=ssl, root_certificates=root_certificates,
-                                              private_key=private_key, certificate_chain=certificate_chain)  # fmt: skip
+    creds = channel_credentials(root_certificates, private_key, certificate_chain) if ssl else None
+    client = grpcclient.InferenceServerClient(url, creds=creds)
     try:
         live = client.is_server_live(client_timeout=timeout)
         ready = client.is_server_ready(client_timeout=timeout)

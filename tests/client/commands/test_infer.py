@@ -136,6 +136,25 @@ def test_deadline_exceeded_marks_the_bag_failed(server, tiny_bags, tmp_path):
     assert summary["failed"]["bag_0000"].startswith("timeout: ")
 
 
+def test_aggregator_request_errors_and_deadline(server, tiny_repository):
+    """The aggregator's hand-built request: same numbers as ONNX Runtime; a refused request and
+    a deadline become BagFailures of the right kind."""
+    models = TritonModels(ClientSettings(url=server.grpc_url, retries=1, backoff=0.01))
+    embeddings = np.random.default_rng(0).random((7, models.dim), dtype=np.float32)
+    probs, attention = models.aggregate(models.aggregator_request(embeddings))
+    agg = ort.InferenceSession(str(tiny_repository / contract.AGGREGATOR / "1" / "model.onnx"))
+    want_probs, want_attention = agg.run(None, {contract.EMBEDDINGS: embeddings})
+    np.testing.assert_allclose(probs, want_probs, atol=1e-6)
+    np.testing.assert_allclose(attention, want_attention, atol=1e-6)
+    with pytest.raises(BagFailure) as refused:
+        models.aggregate(models.aggregator_request(np.zeros((7, models.dim + 1), np.float32)))
+    assert refused.value.kind == "server_error" and str(refused.value).startswith(f"{contract.AGGREGATOR}: ")
+    hurried = TritonModels(ClientSettings(url=server.grpc_url, retries=1, backoff=0.01, timeout=1e-6))
+    with pytest.raises(BagFailure) as late:
+        hurried.aggregate(hurried.aggregator_request(embeddings))
+    assert late.value.kind == "timeout"
+
+
 def test_server_killed_mid_bag_retries_then_fails_that_bag(tiny_repository, tiny_bags, tmp_path):
     running = start_server(tiny_repository, tmp_path)
     try:

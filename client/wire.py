@@ -1,0 +1,41 @@
+"""A KServe v2 `ModelInfer` request as gRPC wire bytes, holding one copy of its tensor.
+
+The aggregator's request carries every embedding of a bag (N x D float32: 40 MB for 20,000
+cells at D=512). tritonclient builds it in four copies at once (the array, `tobytes()`, the
+protobuf message, its serialisation); here the small header is serialised by protobuf and
+the tensor is appended as field 7 (`raw_input_contents`) in one join, which protobuf's
+wire format allows (fields of a message may come in any order; repeated fields append).
+The bytes go to gRPC unserialised (`request_serializer=None`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from tritonclient.grpc import service_pb2
+
+MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
+_RAW_INPUT_CONTENTS = bytes([7 << 3 | 2])  # field 7, length-delimited
+_DATATYPES = {np.dtype("<f4"): "FP32", np.dtype("u1"): "UINT8"}
+
+
+def varint(n: int) -> bytes:
+    """Protobuf's base-128 varint of a non-negative integer."""
+    out = bytearray()
+    while n > 0x7F:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def infer_request(model: str, name: str, tensor: np.ndarray, outputs: list[str]) -> bytes:
+    """The serialised ModelInferRequest of one input tensor (C-contiguous, little-endian)."""
+    if tensor.dtype not in _DATATYPES or not tensor.flags.c_contiguous:
+        raise ValueError(f"{name}: expected a C-contiguous float32 or uint8 array, got {tensor.dtype}")
+    header = service_pb2.ModelInferRequest(
+        model_name=model,
+        inputs=[service_pb2.ModelInferRequest.InferInputTensor(
+            name=name, datatype=_DATATYPES[tensor.dtype], shape=tensor.shape)],
+        outputs=[service_pb2.ModelInferRequest.InferRequestedOutputTensor(name=o) for o in outputs],
+    ).SerializeToString()  # fmt: skip
+    return b"".join((header, _RAW_INPUT_CONTENTS, varint(tensor.nbytes), tensor))
