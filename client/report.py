@@ -8,7 +8,8 @@ from __future__ import annotations
 import base64
 import html
 import io
-from dataclasses import dataclass
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -16,12 +17,6 @@ from PIL import Image
 
 from client.pipeline import BagResult
 from slamctl.images import load_rgb
-
-
-@dataclass
-class ReportEntry:
-    result: BagResult
-    folder: Path
 
 
 def _thumbnail(path: Path, size: int = 96) -> str:
@@ -51,38 +46,8 @@ def _histogram_svg(attention: np.ndarray, bins: int = 30, width: int = 360, heig
     )
 
 
-def write_report(
-    entries: list[ReportEntry], failed: list[tuple[str, str]], path: Path, top_k: int, gallery: int
-) -> Path:
-    """Write the report; `gallery` caps the thumbnails shown per bag (of the top-K cells)."""
-    sections = []
-    for e in entries:
-        r = e.result
-        tiles = "".join(
-            f'<figure><img src="{_thumbnail(e.folder / name)}" alt="{html.escape(name)}">'
-            f"<figcaption>#{rank} {html.escape(name)}<br>{att:.3e}</figcaption></figure>"
-            for rank, name, att in r.top_k(min(top_k, gallery))
-        )
-        skipped = "".join(f"<li>{html.escape(f)}: {html.escape(why)}</li>" for f, why in r.skipped)
-        cls = "abnormal" if r.label == "abnormal" else "normal"
-        sections.append(
-            f'<section id="{html.escape(r.bag)}"><h2>{html.escape(r.bag)} '
-            f'<span class="{cls}">{r.label}</span></h2>'
-            f"<p>P(abnormal) = {r.probability:.3f} (threshold {r.threshold}); {len(r.cells)} cells"
-            f"{f', {len(r.skipped)} skipped' if r.skipped else ''}; {r.timings.get('total_s', 0):.1f} s</p>"
-            f"<h3>Abnormal-class attention over the cells</h3>{_histogram_svg(r.attention)}"
-            f'<h3>Top {min(top_k, gallery, len(r.cells))} cells by attention</h3><div class="gallery">{tiles}</div>'
-            + (f"<h3>Skipped files</h3><ul>{skipped}</ul>" if skipped else "")
-            + "</section>"
-        )
-    failures = "".join(f"<li>{html.escape(b)}: {html.escape(why)}</li>" for b, why in failed)
-    rows = "".join(
-        f'<tr><td><a href="#{html.escape(e.result.bag)}">{html.escape(e.result.bag)}</a></td>'
-        f'<td class="{e.result.label}">{e.result.label}</td><td>{e.result.probability:.3f}</td>'
-        f"<td>{len(e.result.cells)}</td><td>{len(e.result.skipped)}</td></tr>"
-        for e in entries
-    )
-    page = f"""<!doctype html>
+SECTIONS = "<!-- sections -->"
+PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>slamctl inference report</title>
 <style>
 body {{ font-family: sans-serif; margin: 2em; color: #222; }}
@@ -106,14 +71,65 @@ window.addEventListener("load", () => {{
 </script></head><body>
 <p id="thumbs-warning">Some cell thumbnails could not be shown (files moved or unreadable).</p>
 <h1>slamctl inference report</h1>
-<p>{len(entries)} bags reported{f", {len(failed)} failed" if failed else ""}.
+<p>{reported} bags reported{failed}{reused}.
 Attention is the abnormal class's attention of the MIL aggregator: the cells shown first drove the decision.</p>
 <table><tr><th>bag</th><th>decision</th><th>P(abnormal)</th><th>cells</th><th>skipped</th></tr>{rows}</table>
-{f"<h2>Failed bags</h2><ul>{failures}</ul>" if failed else ""}
-{"".join(sections)}
+{failures}
+<!-- sections -->
 </body></html>
 """
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(page)
-    tmp.replace(path)
-    return path
+
+
+class Report:
+    """The report of one run, written as bags finish: each bag's section (its thumbnails are
+    most of the page) is rendered at once and spooled to a temporary file, so the run holds
+    one summary row per bag, not every bag's cells; `close` writes the page atomically."""
+
+    def __init__(self, path: Path, top_k: int, gallery: int) -> None:
+        self.path, self.top_k, self.gallery = Path(path), top_k, gallery  # gallery: thumbnails shown per bag
+        self.spool = tempfile.TemporaryFile("w+", encoding="utf-8", dir=self.path.parent)
+        self.rows: list[str] = []
+
+    def add(self, r: BagResult, folder: Path) -> None:
+        shown = min(self.top_k, self.gallery)
+        tiles = "".join(
+            f'<figure><img src="{_thumbnail(folder / name)}" alt="{html.escape(name)}">'
+            f"<figcaption>#{rank} {html.escape(name)}<br>{att:.3e}</figcaption></figure>"
+            for rank, name, att in r.top_k(shown)
+        )
+        skipped = "".join(f"<li>{html.escape(f)}: {html.escape(why)}</li>" for f, why in r.skipped)
+        bag = html.escape(r.bag)
+        self.spool.write(
+            f'<section id="{bag}"><h2>{bag} <span class="{r.label}">{r.label}</span></h2>'
+            f"<p>P(abnormal) = {r.probability:.3f} (threshold {r.threshold}); {len(r.cells)} cells"
+            f"{f', {len(r.skipped)} skipped' if r.skipped else ''}; {r.timings.get('total_s', 0):.1f} s</p>"
+            f"<h3>Abnormal-class attention over the cells</h3>{_histogram_svg(r.attention)}"
+            f'<h3>Top {min(shown, len(r.cells))} cells by attention</h3><div class="gallery">{tiles}</div>'
+            + (f"<h3>Skipped files</h3><ul>{skipped}</ul>" if skipped else "")
+            + "</section>\n"
+        )
+        self.rows.append(
+            f'<tr><td><a href="#{bag}">{bag}</a></td><td class="{r.label}">{r.label}</td>'
+            f"<td>{r.probability:.3f}</td><td>{len(r.cells)}</td><td>{len(r.skipped)}</td></tr>"
+        )
+
+    def close(self, failed: list[tuple[str, str]], reused: int = 0) -> Path:
+        """Write the page (summary table, failures, then the spooled sections) and return its path."""
+        failures = "".join(f"<li>{html.escape(b)}: {html.escape(why)}</li>" for b, why in failed)
+        rows = "".join(self.rows)
+        head, tail = PAGE.format(
+            reported=len(self.rows),
+            failed=f", {len(failed)} failed" if failed else "",
+            reused=f"; {reused} bags done by an earlier run (--resume) are not shown" if reused else "",
+            rows=rows,
+            failures=f"<h2>Failed bags</h2><ul>{failures}</ul>" if failed else "",
+        ).split(SECTIONS)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(head)
+            self.spool.seek(0)
+            shutil.copyfileobj(self.spool, f)
+            f.write(tail)
+        self.spool.close()
+        tmp.replace(self.path)
+        return self.path

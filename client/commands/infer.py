@@ -16,7 +16,7 @@ from client.console import err, progress_bar
 from client.options import CertificateChain, PrivateKey, RootCertificates, Ssl, Timeout, Url
 from client.outputs import FORMATS, output_path, write_result
 from client.pipeline import BagFailure, ClientSettings, TritonModels, find_bags, infer_bag
-from client.report import ReportEntry, write_report
+from client.report import Report
 from slamctl import contract
 
 
@@ -91,7 +91,8 @@ def infer(
         "input_size": models.size,
     }
 
-    done, failed, reused = [], [], 0
+    rows, failed, reused = [], [], 0  # one summary row per bag: the run holds no bag's cells
+    page = Report(out / "report.html", top_k, report_cells) if report else None
     with ThreadPoolExecutor(decode_threads) as pool, progress_bar() as bar:
         overall = bar.add_task("bags", total=len(bags), info="")
         for bag in bags:
@@ -111,31 +112,26 @@ def infer(
                 write_result(result, out, format, top_k, str(bag), model_info)
                 metrics.BAGS.labels("ok").inc()
                 metrics.BAG_LATENCY.observe(time.perf_counter() - t0)
-                done.append(ReportEntry(result, bag))
+                rows.append((result.bag, result.label, f"{result.probability:.3f}", str(len(result.cells)),
+                             str(len(result.skipped)), f"{result.timings['total_s']:.1f}"))  # fmt: skip
+                if page:
+                    page.add(result, bag)
+                del result  # before the next bag: the run holds one bag's cells at a time
             bar.remove_task(task)  # the summary table lists every bag at the end
             bar.update(overall, advance=1, info=f"{len(failed)} failed" if failed else "")
 
-    table = Table(title=f"slamctl infer: {len(done)} done, {reused} already done, {len(failed)} failed")
+    table = Table(title=f"slamctl infer: {len(rows)} done, {reused} already done, {len(failed)} failed")
     for col in ("bag", "decision", "P(abnormal)", "cells", "skipped", "seconds"):
         table.add_column(col)
-    for e in done:
-        r = e.result
-        table.add_row(
-            r.bag,
-            r.label,
-            f"{r.probability:.3f}",
-            str(len(r.cells)),
-            str(len(r.skipped)),
-            f"{r.timings['total_s']:.1f}",
-        )
+    for row in rows:
+        table.add_row(*row)
     for name, why in failed:
         table.add_row(name, "[red]failed[/red]", "", "", "", why)
     err.print(table)
-    summary = {"done": [e.result.bag for e in done], "reused": reused, "failed": dict(failed)}
+    summary = {"done": [row[0] for row in rows], "reused": reused, "failed": dict(failed)}
     (out / "run_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    if report:
-        path = write_report(done, failed, out / "report.html", top_k, report_cells)
-        err.print(f"report: {path}")
+    if page:
+        err.print(f"report: {page.close(failed, reused)}")
     err.print(f"results: {out}")
     from prometheus_client import write_to_textfile
 

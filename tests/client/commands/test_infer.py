@@ -65,9 +65,17 @@ def test_folder_of_bags_csv_and_resume(server, tiny_bags, tmp_path):
     assert rows[0]["label"] in ("normal", "abnormal") and 0 <= float(rows[0]["probability_abnormal"]) <= 1
     stamp = files[0].stat().st_mtime_ns
     files[1].unlink()
-    r = run_cli(*args, "--resume")
+    r = run_cli(*args, "--resume", "--report")
     assert r.code == 0 and "1 done, 5 already done" in r.err
     assert files[0].stat().st_mtime_ns == stamp and files[1].exists()
+    page = (tmp_path / "report.html").read_text()
+    assert "1 bags reported; 5 bags done by an earlier run (--resume) are not shown" in page
+    assert page.count("<section") == 1 and f'id="{files[1].stem}"' in page
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix != ".csv") == [
+        "metrics.prom",
+        "report.html",
+        "run_summary.json",
+    ]  # no spool or .tmp file left behind
 
 
 def test_report_renders_in_chromium_with_every_thumbnail(server, tiny_bags, tmp_path):
