@@ -15,9 +15,10 @@ from client import metrics
 from client.console import err, progress_bar
 from client.options import CertificateChain, PrivateKey, RootCertificates, Ssl, Timeout, Url
 from client.outputs import FORMATS, output_path, write_result
-from client.pipeline import BagFailure, ClientSettings, TritonModels, find_bags, infer_bag
+from client.pipeline import CONTROL_TIMEOUT, BagFailure, ClientSettings, TritonModels, find_bags, infer_bag
 from client.report import Report
 from slamctl import contract
+from slamctl.errors import SlamError
 
 
 def infer(
@@ -140,6 +141,15 @@ def infer(
     if pushgateway:
         from prometheus_client import push_to_gateway
 
-        push_to_gateway(pushgateway, job="slamctl_infer", registry=metrics.REGISTRY)
+        try:
+            push_to_gateway(
+                pushgateway, job="slamctl_infer", registry=metrics.REGISTRY, timeout=CONTROL_TIMEOUT
+            )
+        except OSError as e:  # URLError, HTTPError, refused connection
+            raise SlamError(
+                f"--pushgateway {pushgateway}: could not push the client metrics ({getattr(e, 'reason', e)}); "
+                f"the results are saved in {out}"
+            ) from None
+        err.print(f"client metrics pushed to {pushgateway} (job slamctl_infer)")
     if failed:
         raise typer.Exit(code=1)

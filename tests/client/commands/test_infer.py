@@ -2,9 +2,11 @@
 
 import csv
 import json
+import re
 import shutil
 import subprocess
 import threading
+import time
 
 import numpy as np
 import onnxruntime as ort
@@ -206,7 +208,6 @@ def test_client_and_server_import_no_torch():
 
 
 def test_metrics_file_and_port_carry_no_bag_identifier(server, tiny_bags, tmp_path):
-    import re
     import urllib.request
 
     from serving.launcher import free_ports
@@ -224,3 +225,42 @@ def test_metrics_file_and_port_carry_no_bag_identifier(server, tiny_bags, tmp_pa
     assert "bag_0004" not in text and "cell_" not in text
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as served:
         assert "slamctl_bag_latency_seconds_bucket" in served.read().decode()
+
+
+def test_metrics_pushed_to_a_real_pushgateway(server, tiny_bags, tmp_path):
+    import urllib.request
+
+    from serving.launcher import free_ports
+
+    binary = shutil.which("prometheus-pushgateway")
+    if binary is None:
+        pytest.fail("prometheus-pushgateway is not installed (.ci/run installs Debian's package)")
+    (port,) = free_ports(1)
+    gateway = f"127.0.0.1:{port}"
+    proc = subprocess.Popen([binary, f"--web.listen-address={gateway}"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        for _ in range(100):  # ready within seconds
+            try:
+                urllib.request.urlopen(f"http://{gateway}/-/ready", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        r = run_cli("infer", tiny_bags / "bag_0003", "--url", server.grpc_url, "--out", tmp_path,
+                    "--pushgateway", gateway)  # fmt: skip
+        assert r.code == 0, r.err
+        with urllib.request.urlopen(f"http://{gateway}/metrics", timeout=5) as scraped:
+            text = scraped.read().decode()
+        assert re.search(
+            r'^slamctl_bags_total{instance="",job="slamctl_infer",status="ok"} [1-9]', text, re.M
+        ), text
+        assert re.search(r'^slamctl_cells_total{instance="",job="slamctl_infer"} [1-9]', text, re.M)
+        assert "bag_0003" not in text
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    # the gateway gone: one line naming it, and the results are kept
+    r = run_cli("infer", tiny_bags / "bag_0003", "--url", server.grpc_url, "--out", tmp_path / "again",
+                "--pushgateway", gateway)  # fmt: skip
+    assert r.code == 1 and (tmp_path / "again" / "bag_0003.json").exists()
+    assert r.err.strip().splitlines()[-1].startswith(f"error: --pushgateway {gateway}: could not push"), r.err
