@@ -46,7 +46,7 @@ def _histogram_svg(attention: np.ndarray, bins: int = 30, width: int = 360, heig
     )
 
 
-SECTIONS = "<!-- sections -->"
+SECTIONS = "<!-- sections -->"  # where close() puts the spooled sections
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>slamctl inference report</title>
 <style>
@@ -75,7 +75,7 @@ window.addEventListener("load", () => {{
 Attention is the abnormal class's attention of the MIL aggregator: the cells shown first drove the decision.</p>
 <table><tr><th>bag</th><th>decision</th><th>P(abnormal)</th><th>cells</th><th>skipped</th></tr>{rows}</table>
 {failures}
-<!-- sections -->
+{sections}
 </body></html>
 """
 
@@ -123,6 +123,7 @@ class Report:
             reused=f"; {reused} bags done by an earlier run (--resume) are not shown" if reused else "",
             rows=rows,
             failures=f"<h2>Failed bags</h2><ul>{failures}</ul>" if failed else "",
+            sections=SECTIONS,
         ).split(SECTIONS)
         tmp = self.path.with_name(self.path.name + ".tmp")
         with open(tmp, "w", encoding="utf-8") as f:
