@@ -6,22 +6,16 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from pathlib import Path
 
 from client.pipeline import BagResult
+from slamctl.files import write_atomic
 
 FORMATS = ("json", "csv")
 
 
 def output_path(out: Path, bag: str, fmt: str) -> Path:
     return Path(out) / f"{bag}.{fmt}"
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def as_dict(result: BagResult, top_k: int, source: str, models: dict) -> dict:
@@ -45,7 +39,7 @@ def write_result(result: BagResult, out: Path, fmt: str, top_k: int, source: str
     path = output_path(out, result.bag, fmt)
     data = as_dict(result, top_k, source, models)
     if fmt == "json":
-        _atomic_write(path, json.dumps(data, indent=2) + "\n")
+        write_atomic(path, json.dumps(data, indent=2) + "\n")
         return path
     buf = io.StringIO()
     writer = csv.writer(buf)
@@ -56,5 +50,5 @@ def write_result(result: BagResult, out: Path, fmt: str, top_k: int, source: str
     for cell in data["top_k"]:
         writer.writerow([result.bag, d["label"], f"{d['probability_abnormal']:.6f}", d["threshold"], data["cells"],
                          len(data["skipped"]), cell["rank"], cell["file"], f"{cell['attention']:.6g}"])  # fmt: skip
-    _atomic_write(path, buf.getvalue())
+    write_atomic(path, buf.getvalue())
     return path

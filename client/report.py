@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from client.pipeline import BagResult
+from slamctl.files import atomic_path
 from slamctl.images import load_rgb
 
 
@@ -125,12 +126,10 @@ class Report:
             failures=f"<h2>Failed bags</h2><ul>{failures}</ul>" if failed else "",
             sections=SECTIONS,
         ).split(SECTIONS)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
+        with atomic_path(self.path) as tmp, open(tmp, "w", encoding="utf-8") as f:
             f.write(head)
             self.spool.seek(0)
             shutil.copyfileobj(self.spool, f)
             f.write(tail)
         self.spool.close()
-        tmp.replace(self.path)
         return self.path

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import onnx
 from slamctl import contract
 from slamctl.checksum import sha256_of
 from slamctl.errors import SlamError
+from slamctl.files import write_atomic
 
 MANIFEST = "manifest.json"
 MODELS = (contract.ENCODER, contract.AGGREGATOR)
@@ -119,12 +119,6 @@ def existing_versions(model_dir: Path) -> list[int]:
     return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def write_repository(
     pair, repository: Path, *, version: int | None = None, settings: RepositorySettings | None = None,
     sources: dict | None = None,
@@ -149,8 +143,8 @@ def write_repository(
     for name in MODELS:
         folder = repository / name / str(version)
         folder.mkdir(parents=True, exist_ok=True)
-        _atomic_write(folder / "model.onnx", models[name].SerializeToString())
-        _atomic_write(repository / name / "config.pbtxt", configs[name].encode())
+        write_atomic(folder / "model.onnx", models[name].SerializeToString())
+        write_atomic(repository / name / "config.pbtxt", configs[name].encode())
     manifest_path = repository / MANIFEST
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"files": {}}
     for name in MODELS:  # every version on disk, so old versions stay verifiable
@@ -163,7 +157,7 @@ def write_repository(
         "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "features": pair.features, "dim": pair.dim, "input_size": pair.size, **(sources or {}),
     }  # fmt: skip
-    _atomic_write(manifest_path, (json.dumps(manifest, indent=2) + "\n").encode())
+    write_atomic(manifest_path, (json.dumps(manifest, indent=2) + "\n").encode())
     return version
 
 

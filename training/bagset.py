@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from slamctl.errors import SlamError
+from slamctl.files import atomic_path
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"})
 LABELS_FILE = "labels.csv"
@@ -48,12 +49,10 @@ def read_csv(path: Path, columns: Iterable[str]) -> list[dict[str, str]]:
 
 def write_csv(path: Path, header: list[str], rows: Iterable[Iterable[object]]) -> None:
     """Write a CSV atomically (a crash leaves the old file or the new one, never half)."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(header)
         writer.writerows(rows)
-    tmp.replace(path)
 
 
 def _parse_label(value: str, path: Path, line: int) -> int:

@@ -4,12 +4,12 @@ of the wrong kind is refused with a one-line error."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 
 from slamctl.errors import SlamError
+from slamctl.files import atomic_path
 
 ENCODER_KIND = "slamctl-encoder"
 MIL_KIND = "slamctl-mil"
@@ -19,9 +19,8 @@ def save_checkpoint(obj: dict, path: Path) -> None:
     """torch.save to a temporary file, then an atomic rename: a crash never leaves half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def load_checkpoint(path: Path, kind: str, map_location: str | torch.device = "cpu") -> dict:

@@ -10,7 +10,6 @@ features (h or z), D and the eval transform. Everything loads without pickle.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from slamctl.checksum import sha256_of
 from slamctl.errors import SlamError
+from slamctl.files import atomic_path, write_atomic
 from slamctl.images import fit_square, load_rgb
 from training.bagset import Bag, load_bags
 from training.checkpoint import ENCODER_KIND, load_checkpoint
@@ -67,9 +67,8 @@ class EmbeddedBag:
 
 
 def save_npz(path: Path, **arrays: np.ndarray) -> None:
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: savez adds no suffix
+        np.savez(f, **arrays)
 
 
 def load_embedded(path: Path, dim: int | None = None) -> EmbeddedBag:
@@ -125,7 +124,7 @@ def embed_bags(
         old = json.loads(meta_path.read_text())
         if (old["encoder_sha256"], old["features"]) != (meta["encoder_sha256"], features):
             raise SlamError(f"{out}: holds embeddings of another encoder or features; use a new folder")
-    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+    write_atomic(meta_path, json.dumps(meta, indent=2) + "\n")
     use_h = features == "h"
     for k, bag in enumerate(bags):
         path = out / f"{bag.bag_id}.npz"

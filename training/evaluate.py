@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from slamctl.errors import SlamError
+from slamctl.files import write_atomic
 from training.bagset import LABELS_FILE, read_cell_truth, write_csv
 from training.metrics import binary_metrics, default_top_k, top_k_retrieval
 from training.mil import load_mil, load_split_bags, predict
@@ -67,7 +68,5 @@ def evaluate(
     write_csv(out / "bags.csv", ["bag_id", "label", "prob_abnormal", "prediction", "cells", "positives", "k",
                                  "top_k_found", "top_k_fraction"], bag_rows)  # fmt: skip
     write_csv(out / "cells.csv", ["bag_id", "cell", "attention", "rank", "truth"], cell_rows)
-    tmp = out / "summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2) + "\n")
-    tmp.replace(out / "summary.json")
+    write_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary

@@ -19,6 +19,7 @@ from client.pipeline import CONTROL_TIMEOUT, BagFailure, ClientSettings, TritonM
 from client.report import Report
 from slamctl import contract
 from slamctl.errors import SlamError
+from slamctl.files import write_atomic
 
 
 def infer(
@@ -130,7 +131,7 @@ def infer(
         table.add_row(name, "[red]failed[/red]", "", "", "", why)
     err.print(table)
     summary = {"done": [row[0] for row in rows], "reused": reused, "failed": dict(failed)}
-    (out / "run_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_atomic(out / "run_summary.json", json.dumps(summary, indent=2) + "\n")
     if page:
         err.print(f"report: {page.close(failed, reused)}")
     err.print(f"results: {out}")
