@@ -138,9 +138,7 @@ class TritonModels:
         except InferenceServerException:
             live = False
         if not live:
-            raise SlamError(
-                f"cannot reach a Triton server at {settings.url}: start one with `slamctl serve` or check --url"
-            )
+            raise unreachable(settings.url)
         try:
             for name in (settings.encoder_model, settings.aggregator_model):
                 if not self.client.is_model_ready(name, client_timeout=wait):
@@ -244,6 +242,11 @@ class EncoderStream:
         """The first n embeddings; the stream lets go of them (so they can be freed)."""
         embeddings, self.embeddings = self.embeddings[:n], None
         return embeddings
+
+
+def unreachable(url: str) -> SlamError:
+    """The error of a server that does not answer (for `infer` and `health`)."""
+    return SlamError(f"cannot reach a Triton server at {url}: start one with `slamctl serve` or check --url")
 
 
 def channel_credentials(

@@ -7,9 +7,8 @@ import typer
 from tritonclient.utils import InferenceServerException
 
 from client.options import CertificateChain, PrivateKey, RootCertificates, Ssl, Timeout, Url
-from client.pipeline import channel_credentials
+from client.pipeline import channel_credentials, unreachable
 from slamctl import contract
-from slamctl.errors import SlamError
 
 
 def health(
@@ -27,9 +26,7 @@ def health(
         live = client.is_server_live(client_timeout=timeout)
         ready = client.is_server_ready(client_timeout=timeout)
     except InferenceServerException:
-        raise SlamError(
-            f"cannot reach a Triton server at {url}: start one with `slamctl serve` or check --url"
-        ) from None
+        raise unreachable(url) from None
     typer.echo(f"server {url}: {'live' if live else 'not live'}, {'ready' if ready else 'not ready'}")
     all_ready = live and ready
     for name in (contract.ENCODER, contract.AGGREGATOR):
