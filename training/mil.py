@@ -8,7 +8,6 @@ validation F1), never the one of best training accuracy; training stops early af
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -20,7 +19,7 @@ import torch.nn.functional as F
 
 from slamctl.errors import SlamError
 from training.abmil import ABMIL
-from training.bagset import assign_splits, read_labels_csv, read_split
+from training.bagset import assign_splits, read_labels_csv, read_split, write_csv
 from training.checkpoint import MIL_KIND, load_checkpoint, save_checkpoint
 from training.embed import EmbeddedBag, load_embedded, read_meta
 from training.metrics import binary_metrics
@@ -91,14 +90,13 @@ def predict(model: torch.nn.Module, bags: list[EmbeddedBag]) -> tuple[np.ndarray
     return np.array(probs), attention
 
 
-def _val_loss(model, bags, ys) -> float:
-    with torch.no_grad():
-        model.eval()
-        losses = [
-            F.cross_entropy(model(torch.from_numpy(b.features)).logits[None], torch.tensor([y])).item()
-            for b, y in zip(bags, ys)
-        ]
-    return float(np.mean(losses))
+@torch.no_grad()
+def _validate(model, bags, ys) -> tuple[float, np.ndarray]:
+    """Mean cross-entropy and P(abnormal) of the validation bags, one forward pass each."""
+    model.eval()
+    logits = [model(torch.from_numpy(b.features)).logits for b in bags]
+    losses = [F.cross_entropy(z[None], torch.tensor([y])).item() for z, y in zip(logits, ys)]
+    return float(np.mean(losses)), np.array([float(torch.softmax(z, dim=0)[1]) for z in logits])
 
 
 def train_mil(
@@ -126,6 +124,7 @@ def train_mil(
     best = {"val_loss": math.inf, "val_f1": -1.0, "epoch": -1}
     best_state = None
     history = []
+    val_bags, val_ys = [bags[i] for i in val], [ys[i] for i in val]
     for epoch in range(cfg.epochs):
         model.train()
         train_loss = 0.0
@@ -136,9 +135,8 @@ def train_mil(
             loss.backward()
             optimizer.step()
             train_loss += loss.item() / len(fit)
-        val_bags, val_ys = [bags[i] for i in val], [ys[i] for i in val]
-        val_loss = _val_loss(model, val_bags, val_ys)
-        val_f1 = binary_metrics(np.array(val_ys), predict(model, val_bags)[0])["f1"]
+        val_loss, val_probs = _validate(model, val_bags, val_ys)
+        val_f1 = binary_metrics(np.array(val_ys), val_probs)["f1"]
         row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_f1": val_f1}
         history.append(row)
         if (val_loss, -val_f1) < (best["val_loss"], -best["val_f1"]):
@@ -148,10 +146,7 @@ def train_mil(
             on_epoch(epoch + 1, cfg.epochs, row)
         if epoch - best["epoch"] >= cfg.patience:
             break
-    with open(out / "mil_history.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(history[0]))
-        writer.writeheader()
-        writer.writerows(history)
+    write_csv(out / "mil_history.csv", list(history[0]), [row.values() for row in history])
     path = out / "mil.pt"
     save_checkpoint({
         "kind": MIL_KIND, "model": best_state, "config": asdict(cfg), "in_dim": meta["dim"],
