@@ -13,7 +13,6 @@ witness rate), conflicts.md, and results.png (both metrics against witness rate)
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import math
@@ -24,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from training.bag_generation import BagSpec, make_bags
-from training.bagset import write_csv
+from training.bagset import read_csv, write_csv
 from training.embed import embed_bags
 from training.evaluate import evaluate
 from training.mil import MilConfig, train_mil
@@ -76,8 +75,7 @@ PRESETS = {
 
 def conflict_stats(telemetry: Path) -> tuple[float, float]:
     """(fraction of steps whose task gradients conflicted, mean gradient cosine); nan for one task."""
-    with open(telemetry, newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r["grad_cos"] != ""]
+    rows = [r for r in read_csv(telemetry, ("conflict", "grad_cos")) if r["grad_cos"] != ""]
     if not rows:
         return float("nan"), float("nan")
     return float(np.mean([int(r["conflict"]) for r in rows])), float(
