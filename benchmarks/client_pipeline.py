@@ -28,22 +28,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
-from random_models import make_checkpoints
+from random_models import make_repository
 
-from export.onnx_export import export_pair
-from export.repository import write_repository
 from serving.launcher import start_server, stop_server
 from slamctl.images import prepare_cell
-from training.pretrain import PRESETS, PretrainConfig
+from training.pretrain import PRESETS
 from training.synthetic import SynthConfig, generate
 
 SLAMCTL = shutil.which("slamctl", path=str(Path(sys.executable).parent)) or "slamctl"
-
-
-def repository(tmp: Path, name: str, cfg: PretrainConfig) -> Path:
-    pair = export_pair(*make_checkpoints(tmp / name, cfg), tmp / name)
-    write_repository(pair, tmp / name / "repo")
-    return tmp / name / "repo"
 
 
 def counter(metrics: str, name: str) -> float:
@@ -125,7 +117,7 @@ def speed(tmp: Path, args: argparse.Namespace) -> None:
             rates[n] = len(files) / (time.perf_counter() - t0)
 
     # 1. wall time over server compute, full-size models
-    server = start_server(repository(tmp, "full", PretrainConfig()), tmp, threads=0)
+    server = start_server(make_repository(tmp / "full")[1], tmp, threads=0)
     try:
         before = server.metrics()
         wall, _ = infer_with_rss(bag, server.grpc_url, tmp / "out_full")
@@ -146,7 +138,7 @@ def memory(tmp: Path) -> None:
         generate(SynthConfig(bags=bags, cells_per_bag=n, bag_size_jitter=0, image_size=small.image_size, null=True),
                  tmp / f"small{n}")  # fmt: skip
     for cfg in (small, replace(small, proj_dim=512)):
-        server = start_server(repository(tmp, f"small{cfg.proj_dim}", cfg), tmp, threads=0)
+        server = start_server(make_repository(tmp / f"small{cfg.proj_dim}", cfg)[1], tmp, threads=0)
         try:
             rss = {n: infer_with_rss(tmp / f"small{n}" / "bag_0000", server.grpc_url, tmp / f"out{n}")[1]
                    for n in (1000, 10000)}  # fmt: skip

@@ -1,5 +1,5 @@
-"""Randomly initialised checkpoints of a given size, for the benchmarks: speed does not
-depend on the weights, and nothing has to be trained first."""
+"""Randomly initialised checkpoints of a given size, and their model repository, for the
+benchmarks: speed does not depend on the weights, and nothing has to be trained first."""
 
 from __future__ import annotations
 
@@ -27,3 +27,13 @@ def make_checkpoints(folder: Path, cfg: PretrainConfig | None = None) -> tuple[P
     save_checkpoint({"kind": MIL_KIND, "model": agg.state_dict(), "config": asdict(mil), "in_dim": cfg.proj_dim,
                      "embedding": {"features": "z", "dim": cfg.proj_dim}}, folder / "mil.pt")  # fmt: skip
     return folder / "encoder.pt", folder / "mil.pt"
+
+
+def make_repository(folder: Path, cfg: PretrainConfig | None = None):
+    """Both models exported to ONNX under `folder` and written to `folder/repo`: (pair, repo)."""
+    from export.onnx_export import export_pair
+    from export.repository import write_repository
+
+    pair = export_pair(*make_checkpoints(folder, cfg), folder)
+    write_repository(pair, folder / "repo")
+    return pair, folder / "repo"

@@ -21,8 +21,6 @@ import numpy as np
 import onnxruntime as ort
 import tritonclient.grpc as grpcclient
 
-from export.onnx_export import export_pair
-from export.repository import write_repository
 from serving.launcher import start_server, stop_server
 from slamctl import contract
 
@@ -70,14 +68,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--latency-batch", type=int, default=8, help="images per request in the latency test")
     args = parser.parse_args()
-    from random_models import make_checkpoints
+    from random_models import make_repository
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        pair = export_pair(*make_checkpoints(tmp), tmp)
-        write_repository(pair, tmp / "repo")
+        pair, repo = make_repository(tmp)
         local = ort.InferenceSession(str(tmp / "encoder.onnx"), providers=["CPUExecutionProvider"])
-        server = start_server(tmp / "repo", tmp, threads=0)
+        server = start_server(repo, tmp, threads=0)
         try:
             client = grpcclient.InferenceServerClient(server.grpc_url)
             rng = np.random.default_rng(0)
