@@ -44,3 +44,13 @@ def progress_bar() -> LazyProgress:
         console=err,
         transient=False,
     )
+
+
+def warn_if_degenerate(health: dict, where: str) -> None:
+    """The CLI's warning for a model flagged degenerate (training/health.py)."""
+    if health["degenerate"]:
+        err.print(
+            f"[yellow]warning:[/yellow] degenerate model {where}: {'; '.join(health['reasons'])}. "
+            "It decides nothing; slamctl export refuses it without --allow-degenerate.",
+            highlight=False, soft_wrap=True,
+        )  # fmt: skip

@@ -26,6 +26,7 @@ def as_dict(result: BagResult, top_k: int, source: str, models: dict) -> dict:
             "label": result.label,
             "probability_abnormal": result.probability,
             "threshold": result.threshold,
+            "threshold_source": result.threshold_source,
         },
         "cells": len(result.cells),
         "top_k": [{"rank": r, "file": f, "attention": a} for r, f, a in result.top_k(top_k)],
@@ -44,11 +45,23 @@ def write_result(result: BagResult, out: Path, fmt: str, top_k: int, source: str
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(
-        ["bag", "label", "probability_abnormal", "threshold", "cells", "skipped", "rank", "file", "attention"]
+        [
+            "bag",
+            "label",
+            "probability_abnormal",
+            "threshold",
+            "threshold_source",
+            "cells",
+            "skipped",
+            "rank",
+            "file",
+            "attention",
+        ]
     )
     d = data["decision"]
     for cell in data["top_k"]:
-        writer.writerow([result.bag, d["label"], f"{d['probability_abnormal']:.6f}", d["threshold"], data["cells"],
+        writer.writerow([result.bag, d["label"], f"{d['probability_abnormal']:.6f}", d["threshold"],
+                         d["threshold_source"], data["cells"],
                          len(data["skipped"]), cell["rank"], cell["file"], f"{cell['attention']:.6g}"])  # fmt: skip
     write_atomic(path, buf.getvalue())
     return path

@@ -30,6 +30,7 @@ from tritonclient.utils import InferenceServerException
 
 from client import metrics, wire
 from slamctl import contract
+from slamctl.card import parse_card
 from slamctl.errors import SlamError
 from slamctl.images import prepare_cell
 
@@ -69,6 +70,7 @@ class BagResult:
     bag: str
     probability: float  # P(abnormal)
     threshold: float
+    threshold_source: str  # "server" (the model card's) or "--threshold"
     cells: list[str]  # file names of the embedded cells, in order
     attention: np.ndarray  # (N,) abnormal-class attention
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
@@ -140,13 +142,12 @@ class TritonModels:
         if not live:
             raise unreachable(settings.url)
         try:
-            for name in (settings.encoder_model, settings.aggregator_model):
+            for name in (settings.encoder_model, settings.aggregator_model, contract.MODEL_CARD):
                 if not self.client.is_model_ready(name, client_timeout=wait):
                     raise SlamError(
                         f"model {name!r} is not ready on {settings.url}: check the server's model repository"
                     )
             enc = self.client.get_model_config(settings.encoder_model, client_timeout=wait).config
-            agg = self.client.get_model_config(settings.aggregator_model, client_timeout=wait).config
         except InferenceServerException as e:
             raise SlamError(
                 f"{settings.url}: the server did not describe its models ({e.message()})"
@@ -154,11 +155,22 @@ class TritonModels:
         self.size = int(enc.input[0].dims[0])  # S: never hard-coded, read from the server
         self.dim = int(enc.output[0].dims[0])
         self.max_batch = int(enc.max_batch_size) or settings.batch_size
-        # the training image size, when the server's config declares it (see prepare_cell)
-        image_size = enc.parameters[contract.IMAGE_SIZE_PARAMETER].string_value
-        self.image_size = int(image_size) if image_size else None
-        max_bag = agg.parameters[contract.MAX_BAG_PARAMETER].string_value
-        self.max_bag = int(max_bag) if max_bag else None
+        self.card = self._read_card(wait)
+        self.threshold = float(self.card["threshold"])  # chosen on validation bags by `train mil`
+        self.image_size = int(self.card["image_size"])  # the training image size (see prepare_cell)
+        self.max_bag = int(self.card["max_bag_cells"])
+
+    def _read_card(self, wait: float) -> dict:
+        """The served model card (export/card.py): threshold, sizes, checksums."""
+        request = grpcclient.InferInput(contract.CARD_REQUEST, [1], contract.card_inputs()[0].wire_dtype)
+        request.set_data_from_numpy(np.zeros(1, dtype=contract.card_inputs()[0].numpy_dtype))
+        try:
+            result = self.client.infer(contract.MODEL_CARD, [request], client_timeout=wait)
+        except InferenceServerException as e:
+            raise SlamError(
+                f"{self.settings.url}: the server did not give its model card ({e.message()})"
+            ) from None
+        return parse_card(result.as_numpy(contract.CARD)[0], f"{self.settings.url} {contract.MODEL_CARD}")
 
     def aggregator_request(self, embeddings: np.ndarray) -> bytes:
         """The aggregator's request for one bag's embeddings (N, D), as wire bytes."""
@@ -298,7 +310,7 @@ def infer_bag(
     models: TritonModels,
     pool: ThreadPoolExecutor,
     *,
-    threshold: float = 0.5,
+    threshold: float | None = None,
     on_batch: Callable[[int, int], None] | None = None,
 ) -> BagResult:
     """Embed every readable cell of one bag, aggregate, decide. Raises BagFailure."""
@@ -343,4 +355,5 @@ def infer_bag(
     probs, attention = models.aggregate(request)
     t_end = time.perf_counter()
     timings = {"embed_s": t_embed - t_start, "aggregate_s": t_end - t_embed, "total_s": t_end - t_start}
-    return BagResult(bag.name, float(probs[1]), threshold, names, attention, skipped, timings)
+    chosen, source = (models.threshold, "server") if threshold is None else (threshold, "--threshold")
+    return BagResult(bag.name, float(probs[1]), chosen, source, names, attention, skipped, timings)

@@ -4,7 +4,7 @@
   (B, D). The uint8 -> float, /255, NHWC -> NCHW and mean/std normalisation are inside the
   graph, so the wire carries one byte per channel and serving cannot drift from training.
 - mil_aggregator: EMBEDDINGS float32 (N, D), one bag -> BAG_PROBS (2,), ATTENTION (N,),
-  the abnormal class's attention over the cells.
+  the aggregator's attention over the cells (higher = more abnormal).
 
 Each graph's metadata records what produced it: features (h or z), D, S, the
 normalisation constants, the training configuration and the checkpoint's sha256.
@@ -26,7 +26,7 @@ from slamctl.checksum import sha256_of
 from slamctl.errors import SlamError
 from training.embed import load_encoder
 from training.encoder import MEAN, STD, Encoder, uint8_to_input
-from training.mil import load_mil
+from training.mil import load_mil, stored_threshold
 
 OPSET = 17
 
@@ -44,7 +44,7 @@ class EncoderGraph(nn.Module):
 
 
 class AggregatorGraph(nn.Module):
-    """(N, D) embeddings of one bag -> (bag probabilities (2,), abnormal attention (N,))."""
+    """(N, D) embeddings of one bag -> (bag probabilities (2,), attention (N,))."""
 
     def __init__(self, aggregator: nn.Module) -> None:
         super().__init__()
@@ -52,7 +52,7 @@ class AggregatorGraph(nn.Module):
 
     def forward(self, embeddings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.aggregator(embeddings)
-        return torch.softmax(out.logits, dim=0), out.attention[1]
+        return torch.softmax(out.logits, dim=0), out.attention
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,10 @@ class ExportedPair:
     image_size: int  # the size cells were decoded at in training (S is cropped from it)
     dim: int  # D
     features: str
+    aggregator_name: str  # pamil or abmil
+    threshold: float  # on P(abnormal), chosen on validation bags by `train mil`
+    threshold_rule: str
+    health: dict  # training/health.py, measured on the validation bags
 
 
 def _to_onnx(
@@ -84,10 +88,22 @@ def _set_metadata(model: onnx.ModelProto, meta: dict) -> None:
         entry.key, entry.value = key, value if isinstance(value, str) else json.dumps(value)
 
 
-def export_pair(encoder_ckpt: Path, aggregator_ckpt: Path, workdir: Path) -> ExportedPair:
-    """Both models as checked ONNX protos (files under `workdir` are scratch)."""
+def export_pair(
+    encoder_ckpt: Path, aggregator_ckpt: Path, workdir: Path, *, allow_degenerate: bool = False
+) -> ExportedPair:
+    """Both models as checked ONNX protos (files under `workdir` are scratch).
+
+    A MIL checkpoint flagged degenerate (uniform attention or constant outputs) is refused
+    unless `allow_degenerate`."""
     encoder, cfg = load_encoder(encoder_ckpt)
     aggregator, mil_ckpt = load_mil(aggregator_ckpt)
+    health = mil_ckpt.get("health", {})
+    if health.get("degenerate") and not allow_degenerate:
+        raise SlamError(
+            f"{aggregator_ckpt}: degenerate model ({'; '.join(health['reasons'])}): it decides nothing; "
+            "retrain it, or pass --allow-degenerate to export it anyway"
+        )
+    threshold, threshold_rule = stored_threshold(mil_ckpt)
     emb_meta = mil_ckpt["embedding"]
     features, dim, size = emb_meta["features"], int(mil_ckpt["in_dim"]), int(cfg["crop_size"])
     made_dim = encoder.config.feature_dim if features == "h" else encoder.config.proj_dim
@@ -118,8 +134,9 @@ def export_pair(encoder_ckpt: Path, aggregator_ckpt: Path, workdir: Path) -> Exp
     })  # fmt: skip
     _set_metadata(agg, {
         **common, "slamctl_model": contract.AGGREGATOR, "slamctl_training_config": mil_ckpt["config"],
-        "slamctl_checkpoint_sha256": agg_sha, "slamctl_encoder_sha256": enc_sha,
+        "slamctl_checkpoint_sha256": agg_sha, "slamctl_encoder_sha256": enc_sha, "slamctl_threshold": threshold,
     })  # fmt: skip
     for model in (enc, agg):
         onnx.checker.check_model(model)
-    return ExportedPair(enc, agg, size, int(cfg["image_size"]), dim, features)
+    return ExportedPair(enc, agg, size, int(cfg["image_size"]), dim, features, mil_ckpt["config"]["aggregator"],
+                        threshold, threshold_rule, health)  # fmt: skip

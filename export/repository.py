@@ -6,6 +6,8 @@
       slam_encoder/<version>/model.onnx
       mil_aggregator/config.pbtxt        onnxruntime_onnx, KIND_GPU, TensorRT FP32, max_batch_size 0
       mil_aggregator/<version>/model.onnx
+      slam_model_card/config.pbtxt       Python backend: serves card.json (export/card.py)
+      slam_model_card/<version>/model.py, card.json
 
 Version policy: every export adds version N+1 (or `--version N`) and leaves older versions
 on disk for rollback; `version_policy { latest { num_versions: 1 } }` makes Triton serve the
@@ -21,6 +23,7 @@ from pathlib import Path
 
 import onnx
 
+from export.card import CARD_FILE, MODEL_PY, card_config, card_path
 from slamctl import contract
 from slamctl.checksum import sha256_of
 from slamctl.errors import SlamError
@@ -44,7 +47,7 @@ class RepositorySettings:
     warmup_batch: int = 64
 
 
-def _tensor_block(kind: str, specs: tuple[contract.TensorSpec, ...]) -> str:
+def tensor_block(kind: str, specs: tuple[contract.TensorSpec, ...]) -> str:
     items = ",\n".join(
         f'  {{\n    name: "{t.name}"\n    data_type: {t.triton_dtype}\n    dims: [ {", ".join(map(str, t.dims))} ]\n  }}'
         for t in specs
@@ -80,8 +83,8 @@ def encoder_config(size: int, dim: int, s: RepositorySettings, image_size: int |
     return (
         f'name: "{contract.ENCODER}"\nplatform: "onnxruntime_onnx"\nmax_batch_size: {s.max_batch_size}\n'
         "version_policy: { latest: { num_versions: 1 } }\n"
-        + _tensor_block("input", contract.encoder_inputs(size))
-        + _tensor_block("output", contract.encoder_outputs(dim))
+        + tensor_block("input", contract.encoder_inputs(size))
+        + tensor_block("output", contract.encoder_outputs(dim))
         + "dynamic_batching {\n"
         f"  preferred_batch_size: [ {', '.join(map(str, s.preferred_batch_sizes))} ]\n"
         f"  max_queue_delay_microseconds: {s.max_queue_delay_us}\n}}\n"
@@ -95,17 +98,18 @@ def encoder_config(size: int, dim: int, s: RepositorySettings, image_size: int |
     )
 
 
-def aggregator_config(dim: int, s: RepositorySettings) -> str:
+def aggregator_config(dim: int, s: RepositorySettings, threshold: float = 0.5) -> str:
     shapes = tuple(_shape(contract.EMBEDDINGS, [n, dim]) for n in (1, s.opt_bag_cells, s.max_bag_cells))
     return (
         f'name: "{contract.AGGREGATOR}"\nplatform: "onnxruntime_onnx"\nmax_batch_size: 0\n'
         "version_policy: { latest: { num_versions: 1 } }\n"
-        + _tensor_block("input", contract.aggregator_inputs(dim))
-        + _tensor_block("output", contract.aggregator_outputs())
+        + tensor_block("input", contract.aggregator_inputs(dim))
+        + tensor_block("output", contract.aggregator_outputs())
         + "instance_group [\n  {\n    count: 1\n    kind: KIND_GPU\n  }\n]\n"
         # FP32: the aggregator is small, and its attention ranking must not drift
         + _trt_block("FP32", s.workspace_bytes, s.trt_cache_dir, contract.AGGREGATOR, shapes)
         + f'parameters {{ key: "{contract.MAX_BAG_PARAMETER}" value: {{ string_value: "{s.max_bag_cells}" }} }}\n'
+        + f'parameters {{ key: "{contract.THRESHOLD_PARAMETER}" value: {{ string_value: "{threshold!r}" }} }}\n'
         + "model_warmup [\n  {\n"
         f'    name: "bag_{s.opt_bag_cells}"\n    batch_size: 1\n'
         f'    inputs {{\n      key: "{contract.EMBEDDINGS}"\n      value: {{\n        data_type: TYPE_FP32\n'
@@ -137,7 +141,7 @@ def write_repository(
         )
     configs = {
         contract.ENCODER: encoder_config(pair.size, pair.dim, settings, pair.image_size),
-        contract.AGGREGATOR: aggregator_config(pair.dim, settings),
+        contract.AGGREGATOR: aggregator_config(pair.dim, settings, pair.threshold),
     }
     models = {contract.ENCODER: pair.encoder, contract.AGGREGATOR: pair.aggregator}
     for name in MODELS:
@@ -145,17 +149,33 @@ def write_repository(
         folder.mkdir(parents=True, exist_ok=True)
         write_atomic(folder / "model.onnx", models[name].SerializeToString())
         write_atomic(repository / name / "config.pbtxt", configs[name].encode())
+    card = {
+        "version": version, "threshold": pair.threshold, "threshold_rule": pair.threshold_rule,
+        "input_size": pair.size, "image_size": pair.image_size, "dim": pair.dim, "features": pair.features,
+        "aggregator": pair.aggregator_name, "max_bag_cells": settings.max_bag_cells,
+        "degenerate": bool(pair.health.get("degenerate", False)), "health": pair.health,
+        "sha256": {name: sha256_of(repository / name / str(version) / "model.onnx") for name in MODELS},
+        "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }  # fmt: skip
+    card_file = card_path(repository, version)
+    card_file.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(card_file, (json.dumps(card, indent=2) + "\n").encode())
+    write_atomic(card_file.parent / "model.py", MODEL_PY.encode())
+    write_atomic(repository / contract.MODEL_CARD / "config.pbtxt", card_config().encode())
     manifest_path = repository / MANIFEST
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"files": {}}
-    for name in MODELS:  # every version on disk, so old versions stay verifiable
+    served = [(name, "model.onnx") for name in MODELS]
+    served += [(contract.MODEL_CARD, CARD_FILE), (contract.MODEL_CARD, "model.py")]
+    for name, file in served:  # every version on disk, so old versions stay verifiable
         for v in existing_versions(repository / name):
-            rel = f"{name}/{v}/model.onnx"
-            if v == version or rel not in manifest["files"]:
+            rel = f"{name}/{v}/{file}"
+            if (v == version or rel not in manifest["files"]) and (repository / rel).is_file():
                 manifest["files"][rel] = sha256_of(repository / rel)
     manifest["latest_version"] = max(version, manifest.get("latest_version", 0))
     manifest.setdefault("versions", {})[str(version)] = {
         "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "features": pair.features, "dim": pair.dim, "input_size": pair.size, **(sources or {}),
+        "features": pair.features, "dim": pair.dim, "input_size": pair.size, "threshold": pair.threshold,
+        "threshold_rule": pair.threshold_rule, "degenerate": card["degenerate"], **(sources or {}),
     }  # fmt: skip
     write_atomic(manifest_path, (json.dumps(manifest, indent=2) + "\n").encode())
     return version

@@ -3,7 +3,8 @@
 Checks, per model: config.pbtxt parses as Triton's ModelConfig (syntax, unknown fields, bad
 enums); the config follows the serving contract; its tensor names, dtypes and dims equal
 the ONNX graph's; preferred batch sizes and TensorRT profile shapes fit max_batch_size
-and the tensors; the manifest's checksums match every model file; ONNX Runtime runs the
+and the tensors; the manifest's checksums match every model file; the model card model is well formed
+and its card names the served ONNX files' checksums; ONNX Runtime runs the
 served version on sample inputs (a bag of one cell and of the maximum size included).
 With the checkpoints, parity with PyTorch: embeddings within 1e-4, bag probabilities
 within 1e-5, the same top-10 cells. Needs no torch unless checkpoints are given.
@@ -213,6 +214,49 @@ def check_manifest(checks: Checks, repo: Path) -> None:
         )
 
 
+def check_card(checks: Checks, repo: Path, onnx_paths: dict[str, Path]) -> None:
+    """The model card model: config, files, and a card that matches the served ONNX files."""
+    from export.card import CARD_FILE
+    from export.repository import existing_versions
+    from slamctl.card import parse_card
+    from slamctl.checksum import sha256_of
+
+    model = contract.MODEL_CARD
+    config_path = repo / model / "config.pbtxt"
+    if not checks.add(model, "config.pbtxt exists", config_path.is_file(), str(config_path)):
+        return
+    try:
+        config = parse_config(config_path)
+    except SlamError as e:
+        checks.add(model, "config.pbtxt parses", False, str(e))
+        return
+    checks.add(model, "backend python, no batching", (config.backend, config.max_batch_size) == ("python", 0),
+               f"backend {config.backend!r}, max_batch_size {config.max_batch_size}")  # fmt: skip
+    want = {t.name: (t.triton_dtype, t.dims) for t in contract.card_inputs() + contract.card_outputs()}
+    have = {
+        e.name: (dtype_name(e.data_type), tuple(e.dims)) for e in list(config.input) + list(config.output)
+    }
+    checks.add(model, "tensors follow the serving contract", want == have, f"{have}")
+    versions = existing_versions(repo / model)
+    folder = repo / model / str(versions[-1]) if versions else repo / model / "<none>"
+    ok = (folder / CARD_FILE).is_file() and (folder / "model.py").is_file()
+    if not checks.add(model, "a version folder with card.json and model.py", ok, str(folder)):
+        return
+    try:
+        card = parse_card((folder / CARD_FILE).read_bytes(), str(folder / CARD_FILE))
+    except SlamError as e:
+        checks.add(model, "card.json is a model card", False, str(e))
+        return
+    checks.add(model, "card.json is a model card", True)
+    checks.add(model, "card version equals its folder", str(card["version"]) == folder.name,
+               f"{card['version']} in {folder.name}/")  # fmt: skip
+    checks.add(model, "threshold in [0, 1]", 0 <= float(card["threshold"]) <= 1, str(card["threshold"]))
+    for name, path in onnx_paths.items():
+        ok = card["sha256"].get(name) == sha256_of(path)
+        checks.add(model, f"card's sha256 of {name} matches {path.parent.name}/model.onnx", ok,
+                   "matches" if ok else f"card {str(card['sha256'].get(name))[:12]}... differs from {path}")  # fmt: skip
+
+
 def _session(path: Path):
     import onnxruntime as ort
 
@@ -317,6 +361,7 @@ def validate_repository(
         if result is not None:
             found[model] = result
     check_manifest(checks, repo)
+    check_card(checks, repo, {model: path for model, (_, path) in found.items()})
     if len(found) == 2 and not checks.failures:
         enc_cfg, enc_path = found[contract.ENCODER]
         agg_cfg, agg_path = found[contract.AGGREGATOR]

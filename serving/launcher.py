@@ -43,7 +43,7 @@ class RunningServer:
 
 
 def start_server(repository: Path, workdir: Path, timeout: float = 90.0, threads: int = 1) -> RunningServer:
-    """`slamctl serve` as a real subprocess on free ports; returns once both models are ready."""
+    """`slamctl serve` as a real subprocess on free ports; returns once its models are ready."""
     grpc, http, metrics = free_ports(3)
     log = workdir / "serve.log"
     exe = shutil.which("slamctl", path=str(Path(sys.executable).parent)) or "slamctl"
@@ -55,10 +55,10 @@ def start_server(repository: Path, workdir: Path, timeout: float = 90.0, threads
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise SlamError(f"slamctl serve exited with {proc.returncode}: {log.read_text()[-2000:]}")
-        # the embedded server is live before it has loaded the models: wait for both
+        # the embedded server is live before it has loaded the models: wait for all
         # (urlopen raises for any answer but 2xx)
         try:
-            for model in (contract.ENCODER, contract.AGGREGATOR):
+            for model in contract.SERVED_MODELS:
                 urllib.request.urlopen(f"http://127.0.0.1:{http}/v2/models/{model}/ready", timeout=2).close()
             return RunningServer(proc, f"127.0.0.1:{grpc}", f"127.0.0.1:{http}",
                                  f"http://127.0.0.1:{metrics}/metrics", metrics, log)  # fmt: skip

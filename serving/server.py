@@ -178,12 +178,32 @@ def bag_infer(session, model: ServedModel) -> Callable:
     return infer
 
 
+def card_infer(card: bytes) -> Callable:
+    """Inference callable of the model card model: every request gets the card (export/card.py)."""
+    answer = {contract.CARD: np.array([card], dtype=np.bytes_)}
+
+    def infer(requests) -> list[dict[str, np.ndarray]]:
+        return [answer for _ in requests]
+
+    return infer
+
+
+def read_card(repository: Path) -> bytes:
+    """card.json of the newest version (the repository was validated by read_models)."""
+    from export.card import card_path
+    from export.repository import existing_versions
+
+    version = existing_versions(Path(repository) / contract.MODEL_CARD)[-1]
+    return card_path(repository, version).read_bytes()
+
+
 def serve(settings: ServerSettings, *, on_ready: Callable[[list[ServedModel]], None] | None = None) -> None:
     """Start Triton, bind both models, serve until SIGTERM or Ctrl-C, then stop cleanly."""
     from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
     from pytriton.triton import Triton, TritonConfig
 
     models = read_models(settings.repository)
+    card = read_card(settings.repository)
     check_ports(settings)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops like Ctrl-C
     os.environ.update(python_backend_env())
@@ -218,6 +238,12 @@ def serve(settings: ServerSettings, *, on_ready: Callable[[list[ServedModel]], N
                     m.onnx_path,
                     session.get_providers()[0],
                 )
+            triton.bind(
+                model_name=contract.MODEL_CARD, infer_func=card_infer(card),
+                inputs=[Tensor(name=t.name, dtype=t.numpy_dtype, shape=t.dims) for t in contract.card_inputs()],
+                outputs=[Tensor(name=t.name, dtype=np.bytes_, shape=t.dims) for t in contract.card_outputs()],
+                config=ModelConfig(batching=False), strict=True,
+            )  # fmt: skip
             triton.run()
             if on_ready:
                 on_ready(models)

@@ -12,16 +12,22 @@ import numpy as np
 
 ENCODER = "slam_encoder"
 AGGREGATOR = "mil_aggregator"
+MODEL_CARD = "slam_model_card"  # the model facts the client needs, from either server
 IMAGES = "IMAGES"
 EMBEDDINGS = "EMBEDDINGS"
 BAG_PROBS = "BAG_PROBS"
 ATTENTION = "ATTENTION"
+CARD_REQUEST = "CARD_REQUEST"  # the card model's dummy input (Triton models take one)
+CARD = "CARD"  # the card model's output: the model card as one JSON BYTES element
+SERVED_MODELS = (ENCODER, AGGREGATOR, MODEL_CARD)  # what a server must have ready
 
 ENCODER_MIN_MAX_BATCH = 256  # the encoder's max_batch_size is at least this
 DEFAULT_MAX_BAG_CELLS = 20_000  # the aggregator's TensorRT profile covers bags up to this
 MAX_BAG_PARAMETER = "max_bag_cells"  # config.pbtxt parameter the server enforces, the client reads
 IMAGE_SIZE_PARAMETER = "image_size"  # encoder config.pbtxt: the training image size (cells are
 # resized to it, then center-cropped to S, exactly as the training eval transform)
+THRESHOLD_PARAMETER = "decision_threshold"  # aggregator config.pbtxt: the threshold on P(abnormal)
+# chosen on validation bags; the model card carries it to the client from either server
 
 
 @dataclass(frozen=True)
@@ -37,10 +43,10 @@ class TensorSpec:
     @property
     def wire_dtype(self) -> str:
         """The dtype name of Triton's inference protocol (tritonclient's InferInput)."""
-        return self.triton_dtype.removeprefix("TYPE_")
+        return "BYTES" if self.triton_dtype == "TYPE_STRING" else self.triton_dtype.removeprefix("TYPE_")
 
 
-TRITON_TO_NUMPY = {"TYPE_UINT8": "uint8", "TYPE_FP32": "float32"}
+TRITON_TO_NUMPY = {"TYPE_UINT8": "uint8", "TYPE_FP32": "float32", "TYPE_STRING": "object"}
 
 
 def encoder_inputs(size: int) -> tuple[TensorSpec, ...]:
@@ -57,3 +63,11 @@ def aggregator_inputs(dim: int) -> tuple[TensorSpec, ...]:
 
 def aggregator_outputs() -> tuple[TensorSpec, ...]:
     return (TensorSpec(BAG_PROBS, "TYPE_FP32", (2,)), TensorSpec(ATTENTION, "TYPE_FP32", (-1,)))
+
+
+def card_inputs() -> tuple[TensorSpec, ...]:
+    return (TensorSpec(CARD_REQUEST, "TYPE_UINT8", (1,)),)
+
+
+def card_outputs() -> tuple[TensorSpec, ...]:
+    return (TensorSpec(CARD, "TYPE_STRING", (1,)),)

@@ -77,7 +77,13 @@ def tiny_repository(tiny_models, tmp_path_factory) -> Path:
 
     repo = tmp_path_factory.mktemp("repo")
     write_repository(
-        export_pair(tiny_models.encoder, tiny_models.aggregator, tmp_path_factory.mktemp("onnx")), repo
+        export_pair(
+            tiny_models.encoder,
+            tiny_models.aggregator,
+            tmp_path_factory.mktemp("onnx"),
+            allow_degenerate=True,
+        ),
+        repo,
     )
     return repo
 

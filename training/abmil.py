@@ -1,8 +1,9 @@
-"""Gated attention MIL (Ilse et al. 2018), one attention branch per class.
+"""Gated attention MIL (Ilse et al. 2018).
 
-features -> Linear(D, 512)-ReLU; gated attention tanh(V h) * sigmoid(U h) -> Linear(., C)
-gives per-class attention logits; softmax over cells; per-class pooled features; one
-Linear(512, 1) per class gives the bag logits.
+features -> Linear(D, 512)-ReLU (dropout 0.25 in training); gated attention
+tanh(V h) * sigmoid(U h) -> Linear(., 1) gives one attention logit per cell; softmax over
+cells; the pooled feature -> Linear(512, C) gives the bag logits. One attention branch,
+as in Ilse et al.: its attention is the served per-cell score (higher = more abnormal).
 """
 
 from __future__ import annotations
@@ -14,21 +15,28 @@ from training.mil_output import MilOutput, check_bag
 
 
 class ABMIL(nn.Module):
-    def __init__(self, in_dim: int, *, hidden: int = 512, attn_dim: int = 256, n_classes: int = 2):
+    def __init__(
+        self,
+        in_dim: int,
+        *,
+        hidden: int = 512,
+        attn_dim: int = 256,
+        n_classes: int = 2,
+        dropout: float = 0.25,
+    ):
         super().__init__()
         self.in_dim = in_dim
-        self.fc = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU())
+        self.fc = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Dropout(dropout))
         self.attention_v = nn.Sequential(nn.Linear(hidden, attn_dim), nn.Tanh())
         self.attention_u = nn.Sequential(nn.Linear(hidden, attn_dim), nn.Sigmoid())
-        self.attention_w = nn.Linear(attn_dim, n_classes)
-        self.classifiers = nn.ModuleList(nn.Linear(hidden, 1) for _ in range(n_classes))
+        self.attention_w = nn.Linear(attn_dim, 1)
+        self.classifier = nn.Linear(hidden, n_classes)
 
     def forward(self, features: torch.Tensor) -> MilOutput:
-        """features: (N, D) cells of one bag -> logits (C,), attention (C, N) summing to 1 per class."""
+        """features: (N, D) cells of one bag -> logits (C,), attention (N,) summing to 1."""
         check_bag(features, self.in_dim)
         h = self.fc(features)  # (N, H)
-        scores = self.attention_w(self.attention_v(h) * self.attention_u(h))  # (N, C)
-        attention = torch.softmax(scores.T, dim=1)  # (C, N)
-        pooled = attention @ h  # (C, H)
-        logits = torch.cat([clf(pooled[c]) for c, clf in enumerate(self.classifiers)])  # (C,)
+        scores = self.attention_w(self.attention_v(h) * self.attention_u(h))[:, 0]  # (N,)
+        attention = torch.softmax(scores, dim=0)  # (N,)
+        logits = self.classifier(attention @ h)  # (C,)
         return MilOutput(logits, attention, aux_loss=logits.new_zeros(()))

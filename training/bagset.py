@@ -8,13 +8,13 @@ training uses touches it.
 
 from __future__ import annotations
 
-import csv
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from slamctl.errors import SlamError
-from slamctl.files import atomic_path
+from slamctl.tables import parse_label, read_csv, read_truth_file, write_csv
+
+__all__ = ["read_csv", "write_csv"]  # re-exported: training modules read and write CSVs through here
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"})
 LABELS_FILE = "labels.csv"
@@ -30,41 +30,10 @@ class Bag:
     skipped: int = 0  # zero-byte files left out
 
 
-def read_csv(path: Path, columns: Iterable[str]) -> list[dict[str, str]]:
-    """Rows of a CSV whose header holds at least `columns`; one-line error otherwise."""
-    columns = tuple(columns)
-    try:
-        with open(path, newline="") as f:
-            reader = csv.DictReader(f)
-            missing = [c for c in columns if c not in (reader.fieldnames or [])]
-            if missing:
-                raise SlamError(
-                    f"{path}: expected columns {','.join(columns)}, found "
-                    f"{','.join(reader.fieldnames or []) or 'no header'}"
-                )
-            return list(reader)
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise SlamError(f"{path}: cannot read CSV ({e})") from None
-
-
-def write_csv(path: Path, header: list[str], rows: Iterable[Iterable[object]]) -> None:
-    """Write a CSV atomically (a crash leaves the old file or the new one, never half)."""
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        writer.writerows(rows)
-
-
-def _parse_label(value: str, path: Path, line: int) -> int:
-    if value.strip() not in ("0", "1"):
-        raise SlamError(f"{path}:{line}: label must be 0 or 1, got {value!r}")
-    return int(value)
-
-
 def read_labels_csv(path: Path) -> dict[str, int]:
     """{bag_id: label} of a labels.csv (bag_id,label with label 0 or 1)."""
     rows = read_csv(path, ["bag_id", "label"])
-    return {r["bag_id"]: _parse_label(r["label"], path, i + 2) for i, r in enumerate(rows)}
+    return {r["bag_id"]: parse_label(r["label"], path, i + 2) for i, r in enumerate(rows)}
 
 
 def read_labels(bags_dir: Path) -> dict[str, int]:
@@ -145,12 +114,11 @@ def load_bags(bags_dir: Path, split: str | None = None) -> list[Bag]:
 
 
 def read_cell_truth(bags_dir: Path) -> dict[tuple[str, str], int]:
-    """Per-cell truth {(bag_id, file name): 0/1} from cells.csv, for evaluation only."""
+    """Per-cell truth {(bag_id, file name): 0/1} from BAGS/cells.csv, for evaluation only."""
     path = Path(bags_dir) / CELLS_FILE
     if not path.exists():
         raise SlamError(f"{path}: missing (per-cell truth is needed for retrieval metrics)")
-    rows = read_csv(path, ["bag_id", "file", "positive"])
-    return {(r["bag_id"], r["file"]): _parse_label(r["positive"], path, i + 2) for i, r in enumerate(rows)}
+    return read_truth_file(path)
 
 
 def assign_splits(

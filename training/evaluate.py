@@ -2,7 +2,9 @@
 
 Writes, under OUT: `bags.csv` (bag, label, probability, prediction, cells, positives,
 top-K found, fraction), `cells.csv` (bag, cell, attention, rank, truth) and
-`summary.json` (bag F1, AUC, precision, recall, accuracy, mean Top-K retrieval).
+`summary.json` (bag F1, AUC, precision, recall, accuracy at the threshold chosen on
+validation bags in `train mil`, mean Top-K retrieval, the model's health and, where
+`cells.csv` gives cell truth, the encoder probe's cell AUC over every embedded bag).
 """
 
 from __future__ import annotations
@@ -15,8 +17,16 @@ import numpy as np
 from slamctl.errors import SlamError
 from slamctl.files import write_atomic
 from training.bagset import LABELS_FILE, read_cell_truth, write_csv
+from training.embed import EmbeddedBag
+from training.health import model_health
 from training.metrics import binary_metrics, default_top_k, top_k_retrieval
-from training.mil import load_mil, load_split_bags, predict
+from training.mil import load_mil, load_split_bags, predict, stored_threshold
+from training.probe import probe_auc
+
+
+def _cell_probe(bags: list[EmbeddedBag], truth: dict[tuple[str, str], int]) -> float | None:
+    labels = [np.array([truth.get((b.bag_id, n), 0) for n in b.names]) for b in bags]
+    return probe_auc([b.features for b in bags], labels)
 
 
 def evaluate(
@@ -27,10 +37,16 @@ def evaluate(
     *,
     split: str | None = "test",
     top_k: int | None = None,
-    threshold: float = 0.5,
+    threshold: float | None = None,
 ) -> dict:
-    """Evaluate on the `split` bags (all bags if there is no split.csv); returns the summary."""
+    """Evaluate on the `split` bags (all bags if there is no split.csv); returns the summary.
+
+    threshold: None uses the one `train mil` chose on validation bags."""
     model, ckpt = load_mil(mil_path)
+    if threshold is None:
+        threshold, rule = stored_threshold(ckpt)
+    else:
+        rule = "given (--threshold)"
     bags, ys, meta = load_split_bags(emb_dir, Path(bags_dir) / LABELS_FILE, split)
     if meta["dim"] != ckpt["in_dim"]:
         raise SlamError(
@@ -56,12 +72,17 @@ def evaluate(
         ]
 
     metrics = binary_metrics(np.array(ys), probs, threshold)
+    health = model_health(probs, attention)
+    probe = (
+        _cell_probe(load_split_bags(emb_dir, Path(bags_dir) / LABELS_FILE, None)[0], truth) if truth else None
+    )
     summary = {
-        "bags": len(bags), "abnormal_bags": int(sum(ys)), "threshold": threshold, **metrics,
+        "bags": len(bags), "abnormal_bags": int(sum(ys)), "threshold": threshold, "threshold_rule": rule, **metrics,
         "top_k": top_k or "0.4 x bag size", "top_k_found_mean": float(np.mean(found_counts)) if found_counts else None,
         "top_k_fraction_mean": float(np.nanmean(found_fracs)) if found_fracs else None,
         "aggregator": ckpt["config"]["aggregator"], "features": meta["features"],
-        "encoder_method": meta["method"], "split": split,
+        "encoder_method": meta["method"], "split": split, "probe_auc": probe,
+        "degenerate": health.degenerate, "health": health.as_dict(), "training_health": ckpt.get("health"),
     }  # fmt: skip
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

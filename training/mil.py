@@ -22,7 +22,9 @@ from training.abmil import ABMIL
 from training.bagset import assign_splits, read_labels_csv, read_split, write_csv
 from training.checkpoint import MIL_KIND, load_checkpoint, save_checkpoint
 from training.embed import EmbeddedBag, load_embedded, read_meta
+from training.health import model_health
 from training.metrics import binary_metrics
+from training.operating_point import check_target_sensitivity, choose_threshold
 from training.pamil import PAMIL
 
 AGGREGATORS = ("pamil", "abmil")
@@ -37,6 +39,7 @@ class MilConfig:
     n_proto: int = 10  # PAMIL prototypes
     val_fraction: float = 0.25  # of the train bags, for model selection
     patience: int = 10  # epochs without a better validation loss before stopping
+    target_sensitivity: float | None = None  # None: the threshold of best validation F1
     seed: int = 0
 
     def check(self) -> None:
@@ -44,6 +47,7 @@ class MilConfig:
             raise SlamError(f"--aggregator: expected pamil or abmil, got {self.aggregator!r}")
         if not 0 < self.val_fraction < 1:
             raise SlamError(f"--val-fraction: expected 0 < f < 1, got {self.val_fraction}")
+        check_target_sensitivity(self.target_sensitivity)
 
 
 def build_aggregator(name: str, in_dim: int, n_proto: int = 10) -> torch.nn.Module:
@@ -80,13 +84,13 @@ def load_split_bags(
 
 @torch.no_grad()
 def predict(model: torch.nn.Module, bags: list[EmbeddedBag]) -> tuple[np.ndarray, list[np.ndarray]]:
-    """P(abnormal) per bag and the abnormal-class attention over each bag's cells."""
+    """P(abnormal) per bag and the attention over each bag's cells."""
     model.eval()
     probs, attention = [], []
     for bag in bags:
         out = model(torch.from_numpy(bag.features))
         probs.append(float(torch.softmax(out.logits, dim=0)[1]))
-        attention.append(out.attention[1].numpy())
+        attention.append(out.attention.numpy())
     return np.array(probs), attention
 
 
@@ -113,8 +117,12 @@ def train_mil(
     roles = assign_splits(ys, cfg.val_fraction, cfg.seed, at_least_one=True)  # 'test' here means validation
     fit = [i for i, r in enumerate(roles) if r == "train"]
     val = [i for i, r in enumerate(roles) if r == "test"]
-    if not val or not fit:
-        raise SlamError(f"{labels_path}: too few train bags ({len(ys)}) for a validation split")
+    val_labels = sorted({ys[i] for i in val})
+    if not fit or val_labels != [0, 1]:
+        raise SlamError(
+            f"{labels_path}: the validation split ({len(val)} of {len(ys)} train bags) needs a bag of each "
+            f"label, found labels {val_labels}: add train bags or raise --val-fraction"
+        )
     torch.manual_seed(cfg.seed)
     model = build_aggregator(cfg.aggregator, meta["dim"], cfg.n_proto)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -147,12 +155,24 @@ def train_mil(
         if epoch - best["epoch"] >= cfg.patience:
             break
     write_csv(out / "mil_history.csv", list(history[0]), [row.values() for row in history])
+    model.load_state_dict(best_state)
+    val_probs, val_attention = predict(model, val_bags)
+    threshold = choose_threshold(np.array(val_ys), val_probs, cfg.target_sensitivity)
     path = out / "mil.pt"
     save_checkpoint({
         "kind": MIL_KIND, "model": best_state, "config": asdict(cfg), "in_dim": meta["dim"],
         "embedding": meta, "best": best, "fit_bags": len(fit), "val_bags": len(val),
+        "threshold": threshold, "threshold_rule": threshold_rule(cfg.target_sensitivity),
+        "health": model_health(val_probs, val_attention).as_dict(),
     }, path)  # fmt: skip
     return path
+
+
+def threshold_rule(target_sensitivity: float | None) -> str:
+    """How the stored threshold was chosen, in words (for summaries and model cards)."""
+    if target_sensitivity is None:
+        return "best F1 on the validation bags"
+    return f"highest threshold with sensitivity >= {target_sensitivity:g} on the validation bags"
 
 
 def load_mil(path: Path) -> tuple[torch.nn.Module, dict]:
@@ -162,3 +182,10 @@ def load_mil(path: Path) -> tuple[torch.nn.Module, dict]:
     model = build_aggregator(cfg.aggregator, ckpt["in_dim"], cfg.n_proto)
     model.load_state_dict(ckpt["model"])
     return model.eval(), ckpt
+
+
+def stored_threshold(ckpt: dict) -> tuple[float, str]:
+    """(threshold, how it was chosen) of a MIL checkpoint; 0.5 for checkpoints without one."""
+    if "threshold" in ckpt:
+        return float(ckpt["threshold"]), ckpt["threshold_rule"]
+    return 0.5, "default 0.5 (the checkpoint stores no threshold)"

@@ -9,7 +9,7 @@ import torch
 
 class MilOutput(NamedTuple):
     logits: torch.Tensor  # (C,) bag logits
-    attention: torch.Tensor  # (C, N) per-class attention, softmax over the N cells
+    attention: torch.Tensor  # (N,) softmax over the bag's cells: the per-cell score, higher = more abnormal
     aux_loss: torch.Tensor  # () weighted auxiliary loss (PAMIL's clustering), 0 otherwise
 
 

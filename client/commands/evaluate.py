@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from client.console import err
+from client.console import err, warn_if_degenerate
 
 
 def evaluate(
@@ -19,9 +19,19 @@ def evaluate(
     top_k: Annotated[
         int | None, typer.Option(help="K cells for retrieval (default: 0.4 x bag size).")
     ] = None,
-    threshold: Annotated[float, typer.Option(help="Decision threshold on P(abnormal).")] = 0.5,
+    threshold: Annotated[
+        float | None,
+        typer.Option(
+            help="Decision threshold on P(abnormal) (default: the one train mil chose on validation)."
+        ),
+    ] = None,
 ) -> None:
-    """Evaluate a MIL run: bag F1, AUC, precision, recall; Top-K retrieval; per-bag and per-cell CSVs."""
+    """Evaluate a MIL run: bag F1, AUC, precision, recall; Top-K retrieval; per-bag and per-cell CSVs.
+
+    With cell truth (BAGS/cells.csv) it also reports the encoder probe: the cell-level AUC of a
+    bag-wise cross-validated logistic regression on the embeddings, so a weak encoder and a
+    weak aggregator can be told apart.
+    """
     from training.evaluate import evaluate as run_eval
 
     mil_path = run / "mil.pt" if run.is_dir() else run
@@ -29,7 +39,10 @@ def evaluate(
     s = run_eval(mil_path, embeddings, bags, out, split=None if split == "all" else split, top_k=top_k,
                  threshold=threshold)  # fmt: skip
     retrieval = "n/a" if s["top_k_fraction_mean"] is None else f"{s['top_k_fraction_mean']:.3f}"
+    probe = "n/a (no cells.csv)" if s["probe_auc"] is None else f"{s['probe_auc']:.3f}"
     err.print(
         f"{s['bags']} bags: F1 {s['f1']:.3f}  AUC {s['auc']:.3f}  precision {s['precision']:.3f}  "
-        f"recall {s['recall']:.3f}  top-K retrieval {retrieval}  -> {out}"
+        f"recall {s['recall']:.3f} at threshold {s['threshold']:.3f} ({s['threshold_rule']})  "
+        f"top-K retrieval {retrieval}  encoder probe cell AUC {probe}  -> {out}"
     )
+    warn_if_degenerate(s["health"], f"on the {split} bags")

@@ -29,6 +29,13 @@ def export(
         int, typer.Option(help="Largest bag the aggregator serves.")
     ] = contract.DEFAULT_MAX_BAG_CELLS,
     trt_cache: Annotated[str, typer.Option(help="TensorRT engine cache path on the server.")] = "/trt_cache",
+    allow_degenerate: Annotated[
+        bool,
+        typer.Option(
+            "--allow-degenerate",
+            help="Export an aggregator flagged degenerate by train mil (it decides nothing).",
+        ),
+    ] = False,
 ) -> None:
     """Export both models to ONNX and write the Triton repository (config.pbtxt, versions, manifest)."""
     if ctx.invoked_subcommand is not None:
@@ -43,13 +50,13 @@ def export(
 
     with tempfile.TemporaryDirectory() as tmp:
         with err.status("exporting to ONNX"):
-            pair = export_pair(encoder, aggregator, Path(tmp))
+            pair = export_pair(encoder, aggregator, Path(tmp), allow_degenerate=allow_degenerate)
         settings = RepositorySettings(max_bag_cells=max_bag_cells, trt_cache_dir=trt_cache)
         sources = {"encoder_checkpoint": str(encoder), "encoder_sha256": sha256_of(encoder),
                    "aggregator_checkpoint": str(aggregator), "aggregator_sha256": sha256_of(aggregator)}  # fmt: skip
         v = write_repository(pair, repository, version=version, settings=settings, sources=sources)
-    err.print(f"wrote version {v} of {contract.ENCODER} (S={pair.size}, D={pair.dim}, {pair.features}) "
-              f"and {contract.AGGREGATOR} to {repository}")  # fmt: skip
+    err.print(f"wrote version {v} of {contract.ENCODER} (S={pair.size}, D={pair.dim}, {pair.features}), "
+              f"{contract.AGGREGATOR} (threshold {pair.threshold:.3f}) and {contract.MODEL_CARD} to {repository}")  # fmt: skip
 
 
 @app.command()

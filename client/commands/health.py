@@ -29,7 +29,7 @@ def health(
         raise unreachable(url) from None
     typer.echo(f"server {url}: {'live' if live else 'not live'}, {'ready' if ready else 'not ready'}")
     all_ready = live and ready
-    for name in (contract.ENCODER, contract.AGGREGATOR):
+    for name in contract.SERVED_MODELS:
         try:
             model_ready = client.is_model_ready(name, client_timeout=timeout)
             meta = (

@@ -16,7 +16,7 @@ from client.console import err, progress_bar
 from client.options import CertificateChain, PrivateKey, RootCertificates, Ssl, Timeout, Url
 from client.outputs import FORMATS, output_path, write_result
 from client.pipeline import CONTROL_TIMEOUT, BagFailure, ClientSettings, TritonModels, find_bags, infer_bag
-from client.report import Report
+from client.report import Report, read_truth
 from slamctl import contract
 from slamctl.errors import SlamError
 from slamctl.files import write_atomic
@@ -29,7 +29,12 @@ def infer(
     concurrency: Annotated[int, typer.Option(help="Encoder requests in flight.")] = 4,
     decode_threads: Annotated[int, typer.Option(help="Image-decoding threads.")] = 4,
     top_k: Annotated[int, typer.Option(help="Most abnormal cells to report per bag.")] = 400,
-    threshold: Annotated[float, typer.Option(help="Decision threshold on P(abnormal).")] = 0.5,
+    threshold: Annotated[
+        float | None,
+        typer.Option(
+            help="Decision threshold on P(abnormal) (default: the server's, chosen on validation bags)."
+        ),
+    ] = None,
     out: Annotated[Path, typer.Option(help="Output folder: one result file per bag.")] = Path(
         "slamctl-results"
     ),
@@ -38,6 +43,13 @@ def infer(
         bool, typer.Option("--report", help="Also write OUT/report.html with thumbnails.")
     ] = False,
     report_cells: Annotated[int, typer.Option(help="Thumbnails per bag in the report.")] = 48,
+    truth: Annotated[
+        Path | None,
+        typer.Option(
+            help="Per-cell truth (cells.csv: bag_id,file,positive) for the report to mark the truly "
+            "abnormal cells (default: cells.csv beside the bags, if there is one)."
+        ),
+    ] = None,  # fmt: skip
     timeout: Timeout = 60.0,
     retries: Annotated[
         int, typer.Option(help="Retries of a request when the server is unavailable or slow.")
@@ -68,6 +80,8 @@ def infer(
     """
     if format not in FORMATS:
         raise typer.BadParameter(f"expected json or csv, got {format!r}", param_hint="--format")
+    if threshold is not None and not 0 <= threshold <= 1:
+        raise typer.BadParameter(f"expected 0 <= threshold <= 1, got {threshold}", param_hint="--threshold")
     bags = [b for p in paths for b in find_bags(p)]
     names = [b.name for b in bags]
     if len(set(names)) != len(names):
@@ -91,10 +105,23 @@ def infer(
         "encoder": encoder_model,
         "aggregator": aggregator_model,
         "input_size": models.size,
+        "card_version": models.card["version"],
+        "server_threshold": models.threshold,
+        "threshold_rule": models.card["threshold_rule"],
     }
+    if models.card["degenerate"]:
+        err.print(
+            f"[yellow]warning:[/yellow] the served model is flagged degenerate: {models.card['health']}"
+        )
+    err.print(
+        f"threshold {threshold if threshold is not None else models.threshold:.3f} "
+        + ("(--threshold)" if threshold is not None else f"(served: {models.card['threshold_rule']})")
+    )
 
     rows, failed, reused = [], [], 0  # one summary row per bag: the run holds no bag's cells
-    page = Report(out / "report.html", top_k, report_cells) if report else None
+    page = (
+        Report(out / "report.html", top_k, report_cells, truth=read_truth(truth, paths)) if report else None
+    )
     with ThreadPoolExecutor(decode_threads) as pool, progress_bar() as bar:
         overall = bar.add_task("bags", total=len(bags), info="")
         for bag in bags:

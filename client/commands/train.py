@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from client.console import err, progress_bar
+from client.console import err, progress_bar, warn_if_degenerate
 
 app = typer.Typer(help="Pretrain the cell encoder and train the MIL aggregator.", no_args_is_help=True)
 
@@ -102,13 +102,25 @@ def mil(
     patience: Annotated[
         int, typer.Option(help="Early stopping: epochs without a better validation loss.")
     ] = 10,
+    target_sensitivity: Annotated[
+        float | None,
+        typer.Option(
+            help="Choose the highest threshold reaching this sensitivity on validation bags "
+            "(default: the threshold of best validation F1)."
+        ),
+    ] = None,  # fmt: skip
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
-    """Train the MIL aggregator on bag labels; the model kept has the lowest validation loss."""
+    """Train the MIL aggregator on bag labels; the model kept has the lowest validation loss.
+
+    The decision threshold is chosen on the validation bags and stored in mil.pt; a model
+    whose attention is uniform or whose outputs are constant is flagged as degenerate.
+    """
+    from training.checkpoint import MIL_KIND, load_checkpoint
     from training.mil import MilConfig, train_mil
 
     cfg = MilConfig(aggregator=aggregator, epochs=epochs, lr=lr, n_proto=n_proto, val_fraction=val_fraction,
-                    patience=patience, seed=seed)  # fmt: skip
+                    patience=patience, target_sensitivity=target_sensitivity, seed=seed)  # fmt: skip
     with progress_bar() as bar:
         task = bar.add_task(f"training {aggregator}", total=epochs, info="")
 
@@ -117,4 +129,11 @@ def mil(
             bar.update(task, completed=done, info=info)
 
         path = train_mil(cfg, embeddings, labels, out, on_epoch=on_epoch)
-    err.print(f"checkpoint: {path}")
+    ckpt = load_checkpoint(path, MIL_KIND)
+    health = ckpt["health"]
+    err.print(
+        f"checkpoint: {path} (epoch {ckpt['best']['epoch'] + 1}, validation loss {ckpt['best']['val_loss']:.3f}, "
+        f"threshold {ckpt['threshold']:.3f}: {ckpt['threshold_rule']}; attention entropy "
+        f"{health['attention_entropy']:.3f} of log N, P(abnormal) spread {health['prob_spread']:.3f})"
+    )
+    warn_if_degenerate(health, "on the validation bags")

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from slamctl.errors import SlamError
+from tests.conftest import run_cli
 from training.checkpoint import ENCODER_KIND, MIL_KIND, load_checkpoint
 from training.embed import save_npz
 from training.mil import MilConfig, load_mil, train_mil
@@ -43,7 +44,31 @@ def test_trains_and_selects_on_validation(tmp_path, aggregator):
     assert ckpt["best"]["epoch"] == int(best["epoch"])
     assert float(history[-1]["train_loss"]) < float(history[0]["train_loss"])
     out = model(torch.zeros(5, 6))
-    assert out.attention.shape == (2, 5)
+    assert out.attention.shape == (5,)
+    assert 0 < ckpt["threshold"] < 1 and ckpt["threshold_rule"] == "best F1 on the validation bags"
+    assert set(ckpt["health"]) >= {"attention_entropy", "prob_spread", "degenerate"}
+
+
+def test_target_sensitivity_sets_the_rule(tmp_path):
+    emb = fake_embeddings(tmp_path / "emb")
+    path = train_mil(MilConfig(epochs=2, target_sensitivity=1.0), emb, emb / "labels.csv", tmp_path / "run")
+    _, ckpt = load_mil(path)
+    assert ckpt["threshold_rule"] == "highest threshold with sensitivity >= 1 on the validation bags"
+
+
+def test_bad_target_sensitivity_is_one_line(tmp_path):
+    emb = fake_embeddings(tmp_path / "emb")
+    r = run_cli("train", "mil", "--embeddings", emb, "--labels", emb / "labels.csv", "--out", tmp_path / "run",
+                "--target-sensitivity", 1.5)  # fmt: skip
+    assert r.code == 1 and r.err.strip() == "error: --target-sensitivity: expected 0 < S <= 1, got 1.5"
+
+
+def test_validation_split_needs_both_labels(tmp_path):
+    emb = fake_embeddings(tmp_path / "emb", n_bags=3)  # one abnormal train bag: none left for validation
+    with pytest.raises(
+        SlamError, match=r"the validation split \(1 of 3 train bags\) needs a bag of each label"
+    ):
+        train_mil(MilConfig(epochs=1), emb, emb / "labels.csv", tmp_path / "run")
 
 
 def test_early_stopping(tmp_path):

@@ -15,6 +15,10 @@ def test_export_then_validate_and_versions(tiny_models, tmp_path):
         "--repository",
         repo,
     ]
+    r = run_cli(*args)  # the tiny model of a few steps decides nothing: export refuses it by default
+    assert r.code == 1 and "degenerate model (" in r.err and "--allow-degenerate" in r.err
+    assert r.err.strip().count("\n") == 0 and not repo.exists()
+    args.append("--allow-degenerate")
     r = run_cli(*args)
     assert r.code == 0, r.err
     assert "wrote version 1" in r.err
@@ -22,7 +26,16 @@ def test_export_then_validate_and_versions(tiny_models, tmp_path):
     assert r.code == 0 and "wrote version 2" in r.err
     assert (repo / contract.ENCODER / "1" / "model.onnx").exists()
     manifest = json.loads((repo / "manifest.json").read_text())
-    assert manifest["latest_version"] == 2 and len(manifest["files"]) == 4
+    assert (
+        manifest["latest_version"] == 2 and len(manifest["files"]) == 8
+    )  # 2 ONNX files and 2 card files each
+    card = json.loads((repo / contract.MODEL_CARD / "2" / "card.json").read_text())
+    assert card["degenerate"] is True and card["version"] == 2 and 0 <= card["threshold"] <= 1
+    assert manifest["versions"]["2"]["threshold"] == card["threshold"]
+    config = (repo / contract.AGGREGATOR / "config.pbtxt").read_text()
+    assert (
+        f'key: "{contract.THRESHOLD_PARAMETER}" value: {{ string_value: "{card["threshold"]!r}" }}' in config
+    )
     r = run_cli(
         "export", "validate", repo, "--encoder", tiny_models.encoder, "--aggregator", tiny_models.aggregator
     )

@@ -95,6 +95,41 @@ def test_report_renders_in_chromium_with_every_thumbnail(server, tiny_bags, tmp_
     ).stdout  # fmt: skip
     assert 'data-thumbnails="8"' in dom and 'data-thumbnails-loaded="8"' in dom, dom[:500]
     assert dom.count("<svg") == 2 and "bag_0000" in dom and "bag_0001" in dom
+    # cells.csv beside the bags: the truly abnormal cells among the top-K are framed and counted
+    positives = {
+        (r["bag_id"], r["file"])
+        for r in csv.DictReader(open(tiny_bags / "cells.csv"))
+        if r["positive"] == "1"
+    }
+    found = total = 0
+    for bag in ("bag_0000", "bag_0001"):
+        result = json.loads((tmp_path / f"{bag}.json").read_text())
+        found += sum((bag, c["file"]) in positives for c in result["top_k"])
+        total += sum(b == bag for b, _ in positives)
+    assert total > 0 and dom.count('<figure class="truth">') == found
+    assert f"Truth (cells.csv): {found} of {total} abnormal cells found among the top 4" in dom
+
+
+def test_served_threshold_decides_and_the_option_overrides_it(server, tiny_repository, tiny_bags, tmp_path):
+    card = json.loads(next((tiny_repository / contract.MODEL_CARD).glob("*/card.json")).read_text())
+    bag = tiny_bags / "bag_0001"
+
+    def decision(*args):
+        out = tmp_path / str(len(list(tmp_path.iterdir())))
+        r = run_cli("infer", bag, "--url", server.grpc_url, "--out", out, *args)
+        assert r.code == 0, r.err
+        return json.loads((out / "bag_0001.json").read_text())["decision"], r.err
+
+    d, err = decision()
+    assert d["threshold"] == card["threshold"] != 0.5 and d["threshold_source"] == "server"
+    assert d["label"] == ("abnormal" if d["probability_abnormal"] >= card["threshold"] else "normal")
+    assert f"threshold {card['threshold']:.3f} (served: {card['threshold_rule']})" in err
+    p = d["probability_abnormal"]
+    above, below = decision("--threshold", min(1.0, p + 1e-4)), decision("--threshold", max(0.0, p - 1e-4))
+    assert above[0]["label"] == "normal" and below[0]["label"] == "abnormal"
+    assert above[0]["threshold_source"] == "--threshold" and "(--threshold)" in above[1]
+    r = run_cli("infer", bag, "--url", server.grpc_url, "--out", tmp_path / "x", "--threshold", 1.5)
+    assert r.code == 2 and "expected 0 <= threshold <= 1" in r.err
 
 
 def test_bad_files_are_skipped_and_listed(server, tiny_bags, tmp_path):
@@ -193,7 +228,7 @@ def test_health(server):
     r = run_cli("health", "--url", server.grpc_url)
     assert r.code == 0, r.err
     lines = r.out.strip().splitlines()
-    assert lines[0].endswith("live, ready") and len(lines) == 3
+    assert lines[0].endswith("live, ready") and len(lines) == 4  # encoder, aggregator, model card
     assert lines[1].startswith("model slam_encoder: ready, versions 1") and "IMAGES UINT8" in lines[1]
     r = run_cli("health", "--url", "127.0.0.1:1", "--timeout", 2)
     assert r.code == 1 and "cannot reach a Triton server" in r.err

@@ -1,0 +1,57 @@
+"""The model card model: the facts the client needs, served by either server.
+
+    slam_model_card/config.pbtxt          backend "python", no batching, KIND_CPU
+    slam_model_card/<version>/model.py    Triton's Python backend: answers with card.json
+    slam_model_card/<version>/card.json   threshold, sizes, checksums, health, provenance
+
+The decision threshold, the training image size, the largest bag and the ONNX checksums
+must reach `slamctl infer` from the production server and from the embedded one alike.
+Config parameters cannot do that (PyTriton writes its own configs), so both serve this
+third model: stock Triton with its Python backend, `slamctl serve` with PyTriton. One
+request (CARD_REQUEST, ignored) returns the card as one JSON BYTES element (CARD).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from slamctl import contract
+
+CARD_FILE = "card.json"
+
+# Triton's Python backend loads this file as slam_model_card/<version>/model.py.
+MODEL_PY = f'''"""slam_model_card for Triton's Python backend: answers every request with card.json."""
+
+from pathlib import Path
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        path = Path(args["model_repository"]) / args["model_version"] / "{CARD_FILE}"
+        card = path.read_bytes()
+        json.loads(card)  # refuse to load a card that is not JSON
+        self.card = np.array([card], dtype=np.object_)
+
+    def execute(self, requests):
+        out = pb_utils.Tensor("{contract.CARD}", self.card)
+        return [pb_utils.InferenceResponse(output_tensors=[out]) for _ in requests]
+'''
+
+
+def card_config() -> str:
+    from export.repository import tensor_block
+
+    return (
+        f'name: "{contract.MODEL_CARD}"\nbackend: "python"\nmax_batch_size: 0\n'
+        "version_policy: { latest: { num_versions: 1 } }\n"
+        + tensor_block("input", contract.card_inputs())
+        + tensor_block("output", contract.card_outputs())
+        + "instance_group [\n  {\n    count: 1\n    kind: KIND_CPU\n  }\n]\n"
+    )
+
+
+def card_path(repository: Path, version: int) -> Path:
+    return Path(repository) / contract.MODEL_CARD / str(version) / CARD_FILE

@@ -1,0 +1,28 @@
+"""The model card as the client reads it: the facts every served model carries.
+
+Written by the export (export/card.py), served by the `slam_model_card` model of either
+server, read by `slamctl infer`: the decision threshold chosen on validation bags, the
+encoder's input size S and training image size, the largest bag, the checksums of the
+served ONNX files, and whether the aggregator was flagged degenerate.
+"""
+
+from __future__ import annotations
+
+import json
+
+from slamctl.errors import SlamError
+
+REQUIRED = ("version", "threshold", "threshold_rule", "input_size", "image_size", "dim", "features",
+            "max_bag_cells", "degenerate", "sha256")  # fmt: skip
+
+
+def parse_card(data: bytes | str, source: str) -> dict:
+    """A card from its JSON; one-line error naming `source` if it is not a card."""
+    try:
+        card = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise SlamError(f"{source}: the model card is not JSON ({e})") from None
+    missing = [k for k in REQUIRED if not isinstance(card, dict) or k not in card]
+    if missing:
+        raise SlamError(f"{source}: the model card lacks {', '.join(missing)}")
+    return card

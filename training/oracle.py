@@ -1,0 +1,71 @@
+"""Oracle embeddings: bags whose cell embeddings are built from the per-cell truth.
+
+The MIL aggregator's controls (DESIGN.md 2.4). An abnormal cell has feature 0 = 1, a
+normal cell feature 1 = 1, every feature gets Gaussian noise of sd `noise`: a perfect
+encoder, so a MIL that fails here fails on its own. `null=True` draws abnormal cells like
+normal ones (no signal: bag AUC must be about 0.5). The folder is laid out like a bag
+folder and an embedding folder at once (labels.csv, split.csv, cells.csv, embedding.json,
+<bag_id>.npz), so `slamctl train mil` and `slamctl evaluate` run on it unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from slamctl.errors import SlamError
+from training.bagset import CELLS_FILE, LABELS_FILE, SPLIT_FILE, assign_splits, write_csv
+from training.embed import META_FILE, save_npz
+from training.synthetic import positives_in_bag
+
+
+@dataclass(frozen=True)
+class OracleConfig:
+    bags: int = 64
+    cells_per_bag: int = 200
+    witness_rate: float = 0.01  # 200 cells at 1%: 2 abnormal cells per abnormal bag
+    dim: int = 32
+    noise: float = 0.3  # sd of the Gaussian noise on every feature
+    test_fraction: float = 0.25
+    null: bool = False
+    seed: int = 0
+
+    def check(self) -> None:
+        if self.bags < 4 or self.dim < 2 or self.cells_per_bag < 1:
+            raise SlamError(f"oracle: expected bags >= 4, dim >= 2, cells >= 1, got {self}")
+        if not 0 < self.witness_rate <= 1:
+            raise SlamError(f"oracle: expected 0 < witness rate <= 1, got {self.witness_rate}")
+
+
+def write_oracle(config: OracleConfig, out: Path) -> Path:
+    """Write the oracle bags to `out` (bag folder and embedding folder in one)."""
+    config.check()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng([config.seed, 11])
+    labels = [1 if i < config.bags // 2 else 0 for i in range(config.bags)]
+    splits = assign_splits(labels, config.test_fraction, config.seed)
+    cell_rows = []
+    for i, label in enumerate(labels):
+        bag_id = f"bag_{i:04d}"
+        n = config.cells_per_bag
+        positive = np.zeros(n, dtype=bool)
+        if label:
+            positive[rng.choice(n, size=positives_in_bag(n, config.witness_rate), replace=False)] = True
+        x = rng.normal(0.0, config.noise, size=(n, config.dim)).astype(np.float32)  # (N, D)
+        abnormal = positive & (not config.null)
+        x[abnormal, 0] += 1.0
+        x[~abnormal, 1] += 1.0
+        names = np.array([f"cell_{c:05d}.png" for c in range(n)])
+        save_npz(out / f"{bag_id}.npz", features=x, names=names, skipped=np.array([], dtype=str))
+        cell_rows += [(bag_id, name, int(p)) for name, p in zip(names, positive)]
+    meta = {"dim": config.dim, "features": "oracle", "method": "oracle", "encoder_sha256": None,
+            "oracle": asdict(config)}  # fmt: skip
+    (out / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+    write_csv(out / CELLS_FILE, ["bag_id", "file", "positive"], cell_rows)
+    write_csv(out / SPLIT_FILE, ["bag_id", "split"], [(f"bag_{i:04d}", s) for i, s in enumerate(splits)])
+    write_csv(out / LABELS_FILE, ["bag_id", "label"], [(f"bag_{i:04d}", y) for i, y in enumerate(labels)])
+    return out
