@@ -100,7 +100,7 @@ def embed_bags(
     bags_dir: Path,
     out: Path,
     *,
-    features: str = "z",
+    features: str = "h",
     batch_size: int = 256,
     num_workers: int = 2,
     device: str | None = None,

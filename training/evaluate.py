@@ -55,7 +55,7 @@ def evaluate(
     truth = read_cell_truth(bags_dir)
     probs, attention = predict(model, bags)
 
-    bag_rows, cell_rows, found_fracs, found_counts = [], [], [], []
+    bag_rows, cell_rows, found_fracs, found_counts, chance = [], [], [], [], []
     for bag, y, p, att in zip(bags, ys, probs, attention):
         positive = np.array([truth.get((bag.bag_id, n), 0) for n in bag.names], dtype=bool)
         k = top_k or default_top_k(len(bag.names))
@@ -63,6 +63,7 @@ def evaluate(
         if y == 1:
             found_counts.append(found)
             found_fracs.append(frac)
+            chance.append(min(k, len(bag.names)) / len(bag.names))  # a random ranking's expected fraction
         bag_rows.append((bag.bag_id, y, f"{p:.6f}", int(p >= threshold), len(bag.names), int(positive.sum()), k,
                          found if y else "", f"{frac:.4f}" if y else ""))  # fmt: skip
         ranks = np.empty(len(att), dtype=int)
@@ -80,6 +81,7 @@ def evaluate(
         "bags": len(bags), "abnormal_bags": int(sum(ys)), "threshold": threshold, "threshold_rule": rule, **metrics,
         "top_k": top_k or "0.4 x bag size", "top_k_found_mean": float(np.mean(found_counts)) if found_counts else None,
         "top_k_fraction_mean": float(np.nanmean(found_fracs)) if found_fracs else None,
+        "top_k_chance_mean": float(np.mean(chance)) if chance else None,
         "aggregator": ckpt["config"]["aggregator"], "features": meta["features"],
         "encoder_method": meta["method"], "split": split, "probe_auc": probe,
         "degenerate": health.degenerate, "health": health.as_dict(), "training_health": ckpt.get("health"),

@@ -41,7 +41,7 @@ class SweepConfig:
     synth: SynthConfig = field(default_factory=SynthConfig)  # witness_rate and seed set per run
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)  # method and seed set per run
     mil: MilConfig = field(default_factory=MilConfig)
-    features: str = "z"  # the reference code embeds with z
+    features: str = "h"  # the reference code embeds with z; h probes better (docs/results/pretrain-recipe)
     embed_batch: int = 256
 
 

@@ -72,7 +72,12 @@ def embed(
     encoder: Annotated[Path, typer.Option(help="Pretraining checkpoint (RUN/checkpoint.pt).")],
     bags: Annotated[Path, typer.Option(help="Bag folder with labels.csv.")],
     out: Annotated[Path, typer.Option(help="Embedding folder: one <bag_id>.npz per bag.")],
-    features: Annotated[str, typer.Option(help="h (backbone, 8*width) or z (projection head).")] = "z",
+    features: Annotated[
+        str,
+        typer.Option(
+            help="h (backbone, 8*width; the better for the MIL, see README) or z (projection head)."
+        ),
+    ] = "h",
     batch_size: Annotated[int, typer.Option(help="Cells per forward pass.")] = 256,
     workers: Annotated[int, typer.Option(help="Image-decoding processes.")] = 2,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, ... (default: cuda if present).")] = None,
