@@ -72,7 +72,7 @@ class BagResult:
     threshold: float
     threshold_source: str  # "server" (the model card's) or "--threshold"
     cells: list[str]  # file names of the embedded cells, in order
-    attention: np.ndarray  # (N,) abnormal-class attention
+    attention: np.ndarray  # (N,) the aggregator's attention, higher = more abnormal
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -81,7 +81,7 @@ class BagResult:
         return "abnormal" if self.probability >= self.threshold else "normal"
 
     def top_k(self, k: int) -> list[tuple[int, str, float]]:
-        """(rank, file, attention) of the k cells of highest abnormal attention."""
+        """(rank, file, attention) of the k cells of highest attention."""
         order = np.argsort(-self.attention, kind="stable")[:k]
         return [(r + 1, self.cells[i], float(self.attention[i])) for r, i in enumerate(order)]
 

@@ -4,6 +4,10 @@ The train bags of split.csv are split again, seeded and stratified, into fit and
 validation bags; the model kept is the one of lowest validation loss (ties: higher
 validation F1), never the one of best training accuracy; training stops early after
 `patience` epochs without improvement. Test bags are never seen here.
+
+The kept model's decision threshold is chosen on the validation bags (training/
+operating_point.py) and its health measured there (training/health.py); both go into
+the checkpoint, so `evaluate`, the export and the served model card use them.
 """
 
 from __future__ import annotations

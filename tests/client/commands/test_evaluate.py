@@ -34,7 +34,19 @@ def test_end_to_end_writes_metrics_and_csvs(tmp_path):
     )
     summary = json.loads((out / "summary.json").read_text())
     assert summary["bags"] == 4 and summary["abnormal_bags"] == 2
-    for key in ("f1", "auc", "precision", "recall", "top_k_fraction_mean"):
+    for key in (
+        "f1",
+        "auc",
+        "precision",
+        "recall",
+        "top_k_fraction_mean",
+        "top_k_chance_mean",
+        "probe_auc",
+        "threshold",
+        "threshold_rule",
+        "degenerate",
+        "health",
+    ):
         assert key in summary
     bags = list(csv.DictReader(open(out / "bags.csv")))
     cells = list(csv.DictReader(open(out / "cells.csv")))
