@@ -29,6 +29,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY slamctl/ slamctl/
 COPY client/ client/
+COPY cli/ cli/
 COPY training/ training/
 COPY export/ export/
 COPY serving/ serving/

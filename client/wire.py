@@ -13,9 +13,12 @@ from __future__ import annotations
 import numpy as np
 from tritonclient.grpc import service_pb2
 
+from slamctl import contract
+
 MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
 _RAW_INPUT_CONTENTS = bytes([7 << 3 | 2])  # field 7, length-delimited
-_DATATYPES = {np.dtype("<f4"): "FP32", np.dtype("u1"): "UINT8"}
+# the wire names of the contract's tensor dtypes (FP32, UINT8)
+_DATATYPES = {t.numpy_dtype: t.wire_dtype for t in contract.encoder_inputs(1) + contract.aggregator_inputs(1)}
 
 
 def varint(n: int) -> bytes:

@@ -187,8 +187,9 @@ def check_model_config(checks: Checks, repo: Path, model: str):
                 f"{want[name][0]} vs {have[name][0]}",
             )
             checks.add(model, f"{kind} {name} dims", want[name][1] == have[name][1], f"config {want[name][1]} vs onnx {have[name][1]}")  # fmt: skip
-    contract_names = {contract.ENCODER: ({contract.IMAGES}, {contract.EMBEDDINGS}),
-                      contract.AGGREGATOR: ({contract.EMBEDDINGS}, {contract.BAG_PROBS, contract.ATTENTION})}[model]  # fmt: skip
+    specs = {contract.ENCODER: (contract.encoder_inputs(0), contract.encoder_outputs(0)),
+             contract.AGGREGATOR: (contract.aggregator_inputs(0), contract.aggregator_outputs())}[model]  # fmt: skip
+    contract_names = tuple({t.name for t in tensors} for tensors in specs)
     checks.add(model, "tensor names follow the serving contract",
                ({e.name for e in config.input}, {e.name for e in config.output}) == contract_names,
                f"inputs {[e.name for e in config.input]}, outputs {[e.name for e in config.output]}")  # fmt: skip

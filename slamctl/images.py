@@ -9,6 +9,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from slamctl.errors import SlamError
 
+# cell image files, for training and inference alike
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"})
+
 
 def to_rgb(img: Image.Image) -> Image.Image:
     """RGB from any mode PIL opens: gray, RGBA/LA/P (alpha over white), CMYK, 16-bit."""

@@ -23,8 +23,8 @@ class CliResult:
 
 def run_cli(*args: str) -> CliResult:
     """Invoke `slamctl ARGS` in-process through the real entry point; capture its output."""
-    from client import console
-    from client.main import main
+    from cli import console
+    from cli.main import main
 
     out, err = io.StringIO(), io.StringIO()
     saved = console.err.file

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from slamctl.errors import SlamError
+from slamctl.images import IMAGE_SUFFIXES
 from slamctl.tables import parse_label, read_csv, read_truth_file, write_csv
 
 __all__ = ["read_csv", "write_csv"]  # re-exported: training modules read and write CSVs through here
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"})
 LABELS_FILE = "labels.csv"
 SPLIT_FILE = "split.csv"
 CELLS_FILE = "cells.csv"

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from client.console import err, progress_bar, warn_if_degenerate
+from cli.console import err, progress_bar, warn_if_degenerate
 
 app = typer.Typer(help="Pretrain the cell encoder and train the MIL aggregator.", no_args_is_help=True)
 

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from client.console import err, progress_bar
+from cli.console import err, progress_bar
 
 app = typer.Typer(help="Experiments: the witness-rate sweep of the paper's claim.", no_args_is_help=True)
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from client.console import err, progress_bar
+from cli.console import err, progress_bar
 from training.synthetic import SynthConfig  # numpy and Pillow only: no torch
 
 _SYNTH = SynthConfig()

@@ -1,15 +1,49 @@
-"""Per-bag results on disk: `DIR/<bag>.json` or `DIR/<bag>.csv`, written atomically so a
-crash never leaves half a file, and a finished bag is recognised by `--resume`."""
+"""What one bag yields: a result (decision, attention over its cells, files skipped) or a
+failure of a named kind; and the per-bag result files, `DIR/<bag>.json` or `DIR/<bag>.csv`,
+written atomically so a crash never leaves half a file and `--resume` knows a finished bag."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from client.pipeline import BagResult
+import numpy as np
+
 from slamctl.files import write_atomic
+
+
+@dataclass
+class BagFailure(Exception):
+    kind: str  # unreadable_image, unreadable_bag, too_large, timeout, unavailable, server_error
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass
+class BagResult:
+    bag: str
+    probability: float  # P(abnormal)
+    threshold: float
+    threshold_source: str  # "server" (the model card's) or "--threshold"
+    cells: list[str]  # file names of the embedded cells, in order
+    attention: np.ndarray  # (N,) the aggregator's attention, higher = more abnormal
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return "abnormal" if self.probability >= self.threshold else "normal"
+
+    def top_k(self, k: int) -> list[tuple[int, str, float]]:
+        """(rank, file, attention) of the k cells of highest attention."""
+        order = np.argsort(-self.attention, kind="stable")[:k]
+        return [(r + 1, self.cells[i], float(self.attention[i])) for r, i in enumerate(order)]
+
 
 FORMATS = ("json", "csv")
 

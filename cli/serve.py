@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from client.console import err
+from cli.console import err
 
 
 def serve(

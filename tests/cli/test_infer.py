@@ -13,7 +13,9 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from client.pipeline import BagFailure, ClientSettings, TritonModels, infer_bag
+from client.results import BagFailure
+from client.run import infer_bag
+from client.triton import ClientSettings, TritonModels
 from serving.launcher import start_server, stop_server
 from slamctl import contract
 from slamctl.images import prepare_cell
@@ -237,8 +239,8 @@ def test_health(server):
 def test_client_and_server_import_no_torch():
     import sys
 
-    code = ("import sys, client.main, client.pipeline, client.report, serving.server, serving.launcher, "
-            "client.commands.infer; assert 'torch' not in sys.modules, 'torch imported'")  # fmt: skip
+    code = ("import sys, cli.main, cli.infer, cli.health, cli.serve, client.bags, client.triton, client.report, client.run, "
+            "serving.server, serving.launcher; assert 'torch' not in sys.modules, 'torch imported'")  # fmt: skip
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 

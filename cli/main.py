@@ -12,8 +12,8 @@ import sys
 
 import typer
 
-from client.commands import data, evaluate, experiment, export, health, infer, serve, train
-from client.console import err
+from cli import data, evaluate, experiment, export, health, infer, serve, train
+from cli.console import err
 from slamctl.errors import SlamError
 
 app = typer.Typer(

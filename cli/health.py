@@ -6,8 +6,8 @@ import tritonclient.grpc as grpcclient
 import typer
 from tritonclient.utils import InferenceServerException
 
-from client.options import CertificateChain, PrivateKey, RootCertificates, Ssl, Timeout, Url
-from client.pipeline import channel_credentials, unreachable
+from cli.options import CertificateChain, PrivateKey, RootCertificates, Ssl, Timeout, Url
+from client.triton import channel_credentials, unreachable
 from slamctl import contract
 
 

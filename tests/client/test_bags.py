@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from client.pipeline import find_bags
+from client.bags import find_bags
 from slamctl.errors import SlamError
 from slamctl.images import fit_square, load_rgb, prepare_cell
 from training.encoder import center_crop, uint8_to_input
@@ -68,3 +68,14 @@ def test_find_bags(tmp_path, tiny_bags):
     (tmp_path / "empty").mkdir()
     with pytest.raises(SlamError, match="holds neither cell images"):
         find_bags(tmp_path / "empty")
+
+
+def test_bmp_cells_make_a_bag_as_in_training(tmp_path):
+    """One list of image suffixes: a folder of .bmp cells is a bag for inference as for training."""
+    from training.bagset import list_images
+
+    bag = tmp_path / "bag"
+    bag.mkdir()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(bag / "c.bmp")
+    assert find_bags(bag) == [bag]
+    assert [p.name for p in list_images(bag)[0]] == ["c.bmp"]

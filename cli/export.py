@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from client.console import err
+from cli.console import err
 from slamctl import contract
 
 app = typer.Typer(

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from client.console import err, warn_if_degenerate
+from cli.console import err, warn_if_degenerate
 
 
 def evaluate(

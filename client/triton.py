@@ -1,25 +1,16 @@
-"""The inference client's pipeline: cells of a bag -> encoder (batched, async gRPC) ->
-aggregator -> decision and top-K cells. No torch.
+"""The Triton connection: the served models and what their configs and model card say,
+the encoder's stream of async batched requests, the aggregator's request, TLS credentials,
+and the one retry policy both requests follow. No torch.
 
-Decoding runs in a thread pool with a bounded look-ahead while earlier batches are in
-flight (tritonclient's async_infer, at most `concurrency` requests at once), so decode and
-inference overlap and memory stays bounded whatever the bag size: the images held are the
-look-ahead plus the in-flight batches; what grows with the bag is its file names and its
-embeddings (N x D float32), which go to the aggregator as one request built with a single
-copy of them (client.wire).
 Retryable failures (server unavailable, deadline exceeded) are retried with exponential
-backoff; after the last retry the bag fails and the run goes on with the next bag.
+backoff; after the last retry the bag fails (BagFailure) and the run goes on.
 """
 
 from __future__ import annotations
 
-import collections
-import os
 import threading
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -29,12 +20,11 @@ from tritonclient.grpc import service_pb2
 from tritonclient.utils import InferenceServerException
 
 from client import metrics, wire
+from client.results import BagFailure
 from slamctl import contract
 from slamctl.card import parse_card
 from slamctl.errors import SlamError
-from slamctl.images import prepare_cell
 
-CELL_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff"})
 CONTROL_TIMEOUT = 10.0  # seconds for health and model-configuration calls
 RETRYABLE = {"StatusCode.UNAVAILABLE": "unavailable", "StatusCode.DEADLINE_EXCEEDED": "timeout"}
 
@@ -56,58 +46,19 @@ class ClientSettings:
     aggregator_model: str = contract.AGGREGATOR
 
 
-@dataclass
-class BagFailure(Exception):
-    kind: str  # unreadable_image, unreadable_bag, too_large, timeout, unavailable, server_error
-    message: str
-
-    def __str__(self) -> str:
-        return self.message
+def failure_kind(status: str) -> str:
+    """The kind of a failed request from its gRPC status ("StatusCode.UNAVAILABLE", ...)."""
+    return RETRYABLE.get(status, "server_error")
 
 
-@dataclass
-class BagResult:
-    bag: str
-    probability: float  # P(abnormal)
-    threshold: float
-    threshold_source: str  # "server" (the model card's) or "--threshold"
-    cells: list[str]  # file names of the embedded cells, in order
-    attention: np.ndarray  # (N,) the aggregator's attention, higher = more abnormal
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
-    timings: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def label(self) -> str:
-        return "abnormal" if self.probability >= self.threshold else "normal"
-
-    def top_k(self, k: int) -> list[tuple[int, str, float]]:
-        """(rank, file, attention) of the k cells of highest attention."""
-        order = np.argsort(-self.attention, kind="stable")[:k]
-        return [(r + 1, self.cells[i], float(self.attention[i])) for r, i in enumerate(order)]
-
-
-def list_cells(folder: Path) -> list[str]:
-    """Names of every regular file of a bag folder, sorted; non-images are reported, not
-    silently dropped. Names, not Paths: 10,000 Path objects cost 3.5 MB, their names 0.6 MB."""
-    with os.scandir(folder) as entries:
-        return sorted(e.name for e in entries if e.is_file() and not e.name.startswith("."))
-
-
-def find_bags(path: Path) -> list[Path]:
-    """PATH is a bag (it holds images) or a folder of bags (its subfolders hold images)."""
-    path = Path(path)
-    if not path.exists():
-        raise SlamError(f"{path}: no such file or folder")
-    if not path.is_dir():
-        raise SlamError(f"{path}: expected a bag folder or a folder of bag folders")
-    if any(p.suffix.lower() in CELL_SUFFIXES for p in path.iterdir() if p.is_file()):
-        return [path]
-    bags = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not bags:
-        raise SlamError(
-            f"{path}: holds neither cell images ({', '.join(sorted(CELL_SUFFIXES))}) nor bag folders"
-        )
-    return bags
+def retry_delay(settings: ClientSettings, kind: str, attempt: int) -> float | None:
+    """Seconds before retrying a request that failed with `kind` on `attempt` (0 = the first
+    try), or None to give up: the one retry policy of both models' requests. Every failed
+    request is counted once in the client metrics, retried or not."""
+    metrics.ERRORS.labels(kind).inc()
+    if kind not in RETRYABLE.values() or attempt >= settings.retries:
+        return None
+    return settings.backoff * 2**attempt
 
 
 class TritonModels:
@@ -189,13 +140,11 @@ class TritonModels:
                 result = grpcclient.InferResult(response)
                 return result.as_numpy(contract.BAG_PROBS), result.as_numpy(contract.ATTENTION)
             except grpc.RpcError as e:
-                kind = RETRYABLE.get(str(e.code()))
-                metrics.ERRORS.labels(kind or "server_error").inc()
-                if kind is None or attempt == self.settings.retries:
-                    raise BagFailure(
-                        kind or "server_error", f"{self.settings.aggregator_model}: {e.details()}"
-                    ) from None
-                time.sleep(self.settings.backoff * 2**attempt)
+                kind = failure_kind(str(e.code()))
+                delay = retry_delay(self.settings, kind, attempt)
+                if delay is None:
+                    raise BagFailure(kind, f"{self.settings.aggregator_model}: {e.details()}") from None
+                time.sleep(delay)
         raise AssertionError("unreachable")
 
 
@@ -215,7 +164,8 @@ class EncoderStream:
             self.slots.acquire()  # blocks while `concurrency` requests are in flight
             with self.cond:
                 self.pending += 1
-        inp = grpcclient.InferInput(contract.IMAGES, list(images.shape), "UINT8")
+        (spec,) = contract.encoder_inputs(self.models.size)
+        inp = grpcclient.InferInput(spec.name, list(images.shape), spec.wire_dtype)
         inp.set_data_from_numpy(images)
         t0 = time.perf_counter()
         self.models.client.async_infer(
@@ -226,13 +176,12 @@ class EncoderStream:
 
     def _done(self, start, images, attempt, t0, result, error) -> None:
         if error is not None:
-            kind = RETRYABLE.get(str(error.status()))
-            metrics.ERRORS.labels(kind or "server_error").inc()  # every failed request, retried or not
-            if kind is not None and attempt < self.settings.retries and self.failure is None:
-                delay = self.settings.backoff * 2**attempt
+            kind = failure_kind(str(error.status()))
+            delay = retry_delay(self.settings, kind, attempt)
+            if delay is not None and self.failure is None:
                 threading.Timer(delay, self.submit, (start, images, attempt + 1)).start()
                 return
-            failure = BagFailure(kind or "server_error", f"{self.settings.encoder_model}: {error.message()}")
+            failure = BagFailure(kind, f"{self.settings.encoder_model}: {error.message()}")
         else:
             metrics.REQUEST_LATENCY.labels(self.settings.encoder_model).observe(time.perf_counter() - t0)
             self.embeddings[start : start + len(images)] = result.as_numpy(contract.EMBEDDINGS)
@@ -275,85 +224,3 @@ def channel_credentials(
             raise SlamError(f"{path}: cannot read ({e.strerror})") from None
 
     return grpc.ssl_channel_credentials(read(root_certificates), read(private_key), read(certificate_chain))
-
-
-def decoded(
-    folder: Path, files: list[str], models: TritonModels, pool: ThreadPoolExecutor, lookahead: int
-) -> Iterator:
-    """(file name, image or None, reason) in file order, decoding at most `lookahead` files ahead."""
-    queue: collections.deque = collections.deque()
-    it = iter(files)
-
-    def decode(name: str):
-        try:
-            return prepare_cell(folder / name, models.image_size, models.size), ""
-        except SlamError as e:
-            return None, str(e).split(": ", 1)[-1]
-        except ValueError as e:
-            return None, str(e)
-
-    for path in it:
-        queue.append((path, pool.submit(decode, path)))
-        if len(queue) >= lookahead:
-            break
-    while queue:
-        path, future = queue.popleft()
-        image, reason = future.result()
-        nxt = next(it, None)
-        if nxt is not None:
-            queue.append((nxt, pool.submit(decode, nxt)))
-        yield path, image, reason
-
-
-def infer_bag(
-    bag: Path,
-    models: TritonModels,
-    pool: ThreadPoolExecutor,
-    *,
-    threshold: float | None = None,
-    on_batch: Callable[[int, int], None] | None = None,
-) -> BagResult:
-    """Embed every readable cell of one bag, aggregate, decide. Raises BagFailure."""
-    t_start = time.perf_counter()
-    try:
-        files = list_cells(bag)
-    except OSError as e:
-        raise BagFailure("unreadable_bag", f"{bag}: cannot list the folder ({e.strerror})") from None
-    if models.max_bag is not None and len(files) > models.max_bag:
-        raise BagFailure(
-            "too_large",
-            f"{bag}: {len(files)} files, the server accepts bags of at most {models.max_bag} cells",
-        )
-    stream = EncoderStream(models, len(files))
-    batch_size = min(models.settings.batch_size, models.max_batch)
-    names, skipped, batch = [], [], []
-    lookahead = batch_size * (models.settings.concurrency + 1)
-    for name, image, reason in decoded(bag, files, models, pool, lookahead):
-        if image is None:
-            skipped.append((name, reason))
-            metrics.ERRORS.labels("unreadable_image").inc()
-            continue
-        batch.append(image)
-        names.append(name)
-        if len(batch) == batch_size:
-            stream.submit(len(names) - len(batch), np.stack(batch))
-            batch = []
-            if on_batch:
-                on_batch(len(names) + len(skipped), len(files))
-        if stream.failure is not None:
-            break
-    if batch and stream.failure is None:
-        stream.submit(len(names) - len(batch), np.stack(batch))
-    stream.wait()
-    if on_batch:
-        on_batch(len(files), len(files))
-    if not names:
-        raise BagFailure("unreadable_image", f"{bag}: no readable cell image ({len(skipped)} files skipped)")
-    metrics.CELLS.inc(len(names))
-    t_embed = time.perf_counter()
-    request = models.aggregator_request(stream.take(len(names)))  # from here the only copy of the embeddings
-    probs, attention = models.aggregate(request)
-    t_end = time.perf_counter()
-    timings = {"embed_s": t_embed - t_start, "aggregate_s": t_end - t_embed, "total_s": t_end - t_start}
-    chosen, source = (models.threshold, "server") if threshold is None else (threshold, "--threshold")
-    return BagResult(bag.name, float(probs[1]), chosen, source, names, attention, skipped, timings)

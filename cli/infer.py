@@ -1,0 +1,136 @@
+"""`slamctl infer`: bags of cell images -> slide decision and the most abnormal cells."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from cli.console import err, progress_bar
+from cli.options import CertificateChain, PrivateKey, RootCertificates, Ssl, Timeout, Url
+from client.results import FORMATS
+from client.run import Progress, RunOptions, run
+from client.triton import ClientSettings, TritonModels
+from slamctl import contract
+from slamctl.errors import SlamError
+
+_CLIENT, _RUN = ClientSettings(), RunOptions()  # the defaults, defined once
+
+
+def infer(
+    paths: Annotated[list[Path], typer.Argument(help="Bag folders, or folders of bag folders.")],
+    url: Url = _CLIENT.url,
+    batch_size: Annotated[int, typer.Option(help="Cells per encoder request.")] = _CLIENT.batch_size,
+    concurrency: Annotated[int, typer.Option(help="Encoder requests in flight.")] = _CLIENT.concurrency,
+    decode_threads: Annotated[int, typer.Option(help="Image-decoding threads.")] = _CLIENT.decode_threads,
+    top_k: Annotated[int, typer.Option(help="Most abnormal cells to report per bag.")] = _RUN.top_k,
+    threshold: Annotated[
+        float | None,
+        typer.Option(
+            help="Decision threshold on P(abnormal) (default: the server's, chosen on validation bags)."
+        ),
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Output folder: one result file per bag.")] = _RUN.out,
+    format: Annotated[str, typer.Option("--format", help="json or csv.")] = _RUN.format,
+    report: Annotated[
+        bool, typer.Option("--report", help="Also write OUT/report.html with thumbnails.")
+    ] = False,
+    report_cells: Annotated[int, typer.Option(help="Thumbnails per bag in the report.")] = _RUN.report_cells,
+    truth: Annotated[
+        Path | None,
+        typer.Option(
+            help="Per-cell truth (cells.csv: bag_id,file,positive) for the report to mark the truly "
+            "abnormal cells (default: cells.csv beside the bags, if there is one)."
+        ),
+    ] = None,  # fmt: skip
+    timeout: Timeout = _CLIENT.timeout,
+    retries: Annotated[
+        int, typer.Option(help="Retries of a request when the server is unavailable or slow.")
+    ] = _CLIENT.retries,
+    resume: Annotated[bool, typer.Option("--resume", help="Skip bags whose result file exists.")] = False,
+    ssl: Ssl = False,
+    root_certificates: RootCertificates = None,
+    private_key: PrivateKey = None,
+    certificate_chain: CertificateChain = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve client metrics on this port during the run.")
+    ] = None,
+    pushgateway: Annotated[
+        str | None, typer.Option(help="Push client metrics to this Pushgateway at the end.")
+    ] = None,
+    encoder_model: Annotated[str, typer.Option(help="Encoder model name on the server.")] = contract.ENCODER,
+    aggregator_model: Annotated[
+        str, typer.Option(help="Aggregator model name on the server.")
+    ] = contract.AGGREGATOR,
+) -> None:
+    """Send the cells of each bag in batches over gRPC; report the decision and the top-K cells.
+
+    Cells (PNG, JPEG, TIFF, BMP) are converted to RGB, resized so the shorter side equals the
+    training image size the server declares, center-cropped exactly as in training, and
+    sent as uint8. Unreadable files are skipped and listed. Results are written per bag,
+    atomically; a bag that fails (server gone, deadline) is retried, then marked failed
+    while the other bags go on; the exit status is 1 if any bag failed.
+    """
+    if format not in FORMATS:
+        raise typer.BadParameter(f"expected json or csv, got {format!r}", param_hint="--format")
+    if threshold is not None and not 0 <= threshold <= 1:
+        raise typer.BadParameter(f"expected 0 <= threshold <= 1, got {threshold}", param_hint="--threshold")
+    settings = ClientSettings(
+        url=url, batch_size=batch_size, concurrency=concurrency, decode_threads=decode_threads, timeout=timeout,
+        retries=retries, ssl=ssl, root_certificates=root_certificates, private_key=private_key,
+        certificate_chain=certificate_chain, encoder_model=encoder_model, aggregator_model=aggregator_model,
+    )  # fmt: skip
+    options = RunOptions(out=out, format=format, top_k=top_k, threshold=threshold, report=report,
+                         report_cells=report_cells, truth=truth, resume=resume, metrics_port=metrics_port,
+                         pushgateway=pushgateway)  # fmt: skip
+    with progress_bar() as bar:
+        summary = run(paths, settings, options, BarProgress(bar, threshold))
+
+    table = Table(title=f"slamctl infer: {len(summary.rows)} done, {summary.reused} already done, "
+                        f"{len(summary.failed)} failed")  # fmt: skip
+    for col in ("bag", "decision", "P(abnormal)", "cells", "skipped", "seconds"):
+        table.add_column(col)
+    for row in summary.rows:
+        table.add_row(*row)
+    for name, why in summary.failed:
+        table.add_row(name, "[red]failed[/red]", "", "", "", why)
+    err.print(table)
+    if summary.report:
+        err.print(f"report: {summary.report}")
+    err.print(f"results: {out}")
+    err.print(f"client metrics: {summary.metrics_file}")
+    if summary.push_error:
+        raise SlamError(summary.push_error)
+    if pushgateway:
+        err.print(f"client metrics pushed to {pushgateway} (job slamctl_infer)")
+    if summary.failed:
+        raise typer.Exit(code=1)
+
+
+class BarProgress(Progress):
+    """The run's progress as rich bars: one for the bags, one for the bag in flight."""
+
+    def __init__(self, bar, threshold: float | None) -> None:
+        self.bar, self.threshold, self.overall, self.task = bar, threshold, None, None
+
+    def start(self, models: TritonModels, bags: int) -> None:
+        if models.card["degenerate"]:
+            err.print(
+                f"[yellow]warning:[/yellow] the served model is flagged degenerate: {models.card['health']}"
+            )
+        chosen = self.threshold if self.threshold is not None else models.threshold
+        source = "--threshold" if self.threshold is not None else f"served: {models.card['threshold_rule']}"
+        err.print(f"threshold {chosen:.3f} ({source})")
+        self.overall = self.bar.add_task("bags", total=bags, info="")
+
+    def bag(self, name: str):
+        self.task = self.bar.add_task(name, total=None, info="")
+        return lambda n, total, t=self.task: self.bar.update(t, completed=n, total=total)
+
+    def bag_done(self, name: str, failed: int) -> None:
+        if self.task is not None:
+            self.bar.remove_task(self.task)  # the summary table lists every bag at the end
+            self.task = None
+        self.bar.update(self.overall, advance=1, info=f"{failed} failed" if failed else "")

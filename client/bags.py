@@ -1,0 +1,71 @@
+"""Bags on disk for the client: finding them under the paths a user gives, listing their
+cells, and decoding cells ahead of the requests in a thread pool with a bounded look-ahead,
+so decoding and inference overlap while memory stays bounded whatever the bag size."""
+
+from __future__ import annotations
+
+import collections
+import os
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from slamctl.errors import SlamError
+from slamctl.images import IMAGE_SUFFIXES, prepare_cell
+
+
+def list_cells(folder: Path) -> list[str]:
+    """Names of every regular file of a bag folder, sorted; non-images are reported, not
+    silently dropped. Names, not Paths: 10,000 Path objects cost 3.5 MB, their names 0.6 MB."""
+    with os.scandir(folder) as entries:
+        return sorted(e.name for e in entries if e.is_file() and not e.name.startswith("."))
+
+
+def find_bags(path: Path) -> list[Path]:
+    """PATH is a bag (it holds images) or a folder of bags (its subfolders hold images)."""
+    path = Path(path)
+    if not path.exists():
+        raise SlamError(f"{path}: no such file or folder")
+    if not path.is_dir():
+        raise SlamError(f"{path}: expected a bag folder or a folder of bag folders")
+    if any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.iterdir() if p.is_file()):
+        return [path]
+    bags = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not bags:
+        raise SlamError(
+            f"{path}: holds neither cell images ({', '.join(sorted(IMAGE_SUFFIXES))}) nor bag folders"
+        )
+    return bags
+
+
+def decoded(
+    folder: Path,
+    files: list[str],
+    image_size: int | None,
+    size: int,
+    pool: ThreadPoolExecutor,
+    lookahead: int,
+) -> Iterator:
+    """(file name, image or None, reason) in file order, decoding at most `lookahead` files ahead."""
+    queue: collections.deque = collections.deque()
+    it = iter(files)
+
+    def decode(name: str):
+        try:
+            return prepare_cell(folder / name, image_size, size), ""
+        except SlamError as e:
+            return None, str(e).split(": ", 1)[-1]
+        except ValueError as e:
+            return None, str(e)
+
+    for path in it:
+        queue.append((path, pool.submit(decode, path)))
+        if len(queue) >= lookahead:
+            break
+    while queue:
+        path, future = queue.popleft()
+        image, reason = future.result()
+        nxt = next(it, None)
+        if nxt is not None:
+            queue.append((nxt, pool.submit(decode, nxt)))
+        yield path, image, reason

@@ -1,0 +1,199 @@
+"""One `slamctl infer` run: bags in, one result file per bag, a summary, the report and the
+client metrics out. The command line only parses options and renders what this returns.
+
+The run holds one bag's cells at a time (a summary row per finished bag); results are
+written per bag, atomically, so an interrupted run resumes with `resume=True`; a bag that
+fails is recorded and the run goes on with the next.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from client import metrics
+from client.bags import decoded, find_bags, list_cells
+from client.report import Report, read_truth
+from client.results import BagFailure, BagResult, output_path, write_result
+from client.triton import CONTROL_TIMEOUT, ClientSettings, EncoderStream, TritonModels
+from slamctl.errors import SlamError
+from slamctl.files import write_atomic
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    out: Path = Path("slamctl-results")  # one result file per bag
+    format: str = "json"  # json or csv (client.results.FORMATS)
+    top_k: int = 400  # most abnormal cells reported per bag
+    threshold: float | None = None  # None: the served threshold (the model card's)
+    report: bool = False  # OUT/report.html
+    report_cells: int = 48  # thumbnails per bag in the report
+    truth: Path | None = None  # cells.csv for the report (None: one beside the bags, if any)
+    resume: bool = False  # skip bags whose result file exists
+    metrics_port: int | None = None  # serve client metrics during the run
+    pushgateway: str | None = None  # push client metrics there at the end
+
+
+@dataclass
+class RunSummary:
+    rows: list[tuple[str, ...]] = field(default_factory=list)  # bag, decision, P, cells, skipped, seconds
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (bag, "kind: message")
+    reused: int = 0  # bags done by an earlier run (resume)
+    report: Path | None = None
+    metrics_file: Path | None = None
+    push_error: str | None = None  # the results are saved even when the push failed
+
+
+def infer_bag(
+    bag: Path,
+    models: TritonModels,
+    pool: ThreadPoolExecutor,
+    *,
+    threshold: float | None = None,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> BagResult:
+    """Embed every readable cell of one bag, aggregate, decide. Raises BagFailure."""
+    t_start = time.perf_counter()
+    try:
+        files = list_cells(bag)
+    except OSError as e:
+        raise BagFailure("unreadable_bag", f"{bag}: cannot list the folder ({e.strerror})") from None
+    if models.max_bag is not None and len(files) > models.max_bag:
+        raise BagFailure(
+            "too_large",
+            f"{bag}: {len(files)} files, the server accepts bags of at most {models.max_bag} cells",
+        )
+    stream = EncoderStream(models, len(files))
+    batch_size = min(models.settings.batch_size, models.max_batch)
+    names, skipped, batch = [], [], []
+    lookahead = batch_size * (models.settings.concurrency + 1)
+    for name, image, reason in decoded(bag, files, models.image_size, models.size, pool, lookahead):
+        if image is None:
+            skipped.append((name, reason))
+            metrics.ERRORS.labels("unreadable_image").inc()
+            continue
+        batch.append(image)
+        names.append(name)
+        if len(batch) == batch_size:
+            stream.submit(len(names) - len(batch), np.stack(batch))
+            batch = []
+            if on_batch:
+                on_batch(len(names) + len(skipped), len(files))
+        if stream.failure is not None:
+            break
+    if batch and stream.failure is None:
+        stream.submit(len(names) - len(batch), np.stack(batch))
+    stream.wait()
+    if on_batch:
+        on_batch(len(files), len(files))
+    if not names:
+        raise BagFailure("unreadable_image", f"{bag}: no readable cell image ({len(skipped)} files skipped)")
+    metrics.CELLS.inc(len(names))
+    t_embed = time.perf_counter()
+    request = models.aggregator_request(stream.take(len(names)))  # from here the only copy of the embeddings
+    probs, attention = models.aggregate(request)
+    t_end = time.perf_counter()
+    timings = {"embed_s": t_embed - t_start, "aggregate_s": t_end - t_embed, "total_s": t_end - t_start}
+    chosen, source = (models.threshold, "server") if threshold is None else (threshold, "--threshold")
+    return BagResult(bag.name, float(probs[1]), chosen, source, names, attention, skipped, timings)
+
+
+class Progress:
+    """What a run tells its caller as it goes; the default says nothing."""
+
+    def start(self, models: TritonModels, bags: int) -> None: ...
+
+    def bag(self, name: str) -> Callable[[int, int], None]:
+        """A bag starts; returns the callback for its cells done (n, total)."""
+        return lambda n, total: None
+
+    def bag_done(self, name: str, failed: int) -> None: ...
+
+
+def find_all_bags(paths: list[Path]) -> list[Path]:
+    """Every bag under PATHS; two bags of one name are refused (their results would collide)."""
+    bags = [b for p in paths for b in find_bags(p)]
+    names = [b.name for b in bags]
+    if len(set(names)) != len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})
+        raise SlamError(f"PATHS: two bags share the name {dup[0]!r}: results would overwrite each other")
+    return bags
+
+
+def run(
+    paths: list[Path], settings: ClientSettings, options: RunOptions, progress: Progress | None = None
+) -> RunSummary:
+    """Infer every bag under `paths`; returns the summary (failed bags included, never raised)."""
+    progress = progress or Progress()
+    bags = find_all_bags(paths)
+    models = TritonModels(settings)
+    if options.metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(options.metrics_port, registry=metrics.REGISTRY)
+    out = options.out
+    out.mkdir(parents=True, exist_ok=True)
+    model_info = {
+        "url": settings.url, "encoder": settings.encoder_model, "aggregator": settings.aggregator_model,
+        "input_size": models.size, "card_version": models.card["version"], "server_threshold": models.threshold,
+        "threshold_rule": models.card["threshold_rule"],
+    }  # fmt: skip
+    progress.start(models, len(bags))
+    summary = RunSummary()
+    page = None
+    if options.report:
+        page = Report(
+            out / "report.html", options.top_k, options.report_cells, truth=read_truth(options.truth, paths)
+        )
+    with ThreadPoolExecutor(settings.decode_threads) as pool:
+        for bag in bags:
+            if options.resume and output_path(out, bag.name, options.format).exists():
+                summary.reused += 1
+                progress.bag_done(bag.name, len(summary.failed))
+                continue
+            on_batch = progress.bag(bag.name)
+            t0 = time.perf_counter()
+            try:
+                result = infer_bag(bag, models, pool, threshold=options.threshold, on_batch=on_batch)
+            except BagFailure as e:
+                metrics.BAGS.labels("failed").inc()
+                summary.failed.append((bag.name, f"{e.kind}: {e}"))
+            else:
+                write_result(result, out, options.format, options.top_k, str(bag), model_info)
+                metrics.BAGS.labels("ok").inc()
+                metrics.BAG_LATENCY.observe(time.perf_counter() - t0)
+                summary.rows.append((result.bag, result.label, f"{result.probability:.3f}", str(len(result.cells)),
+                                     str(len(result.skipped)), f"{result.timings['total_s']:.1f}"))  # fmt: skip
+                if page:
+                    page.add(result, bag)
+                del result  # before the next bag: the run holds one bag's cells at a time
+            progress.bag_done(bag.name, len(summary.failed))
+    record = {
+        "done": [row[0] for row in summary.rows],
+        "reused": summary.reused,
+        "failed": dict(summary.failed),
+    }
+    write_atomic(out / "run_summary.json", json.dumps(record, indent=2) + "\n")
+    if page:
+        summary.report = page.close(summary.failed, summary.reused)
+    from prometheus_client import push_to_gateway, write_to_textfile
+
+    summary.metrics_file = out / "metrics.prom"
+    write_to_textfile(str(summary.metrics_file), metrics.REGISTRY)  # this run's client metrics
+    if options.pushgateway:
+        try:
+            push_to_gateway(
+                options.pushgateway, job="slamctl_infer", registry=metrics.REGISTRY, timeout=CONTROL_TIMEOUT
+            )
+        except OSError as e:  # URLError, HTTPError, refused connection
+            summary.push_error = (
+                f"--pushgateway {options.pushgateway}: could not push the client metrics "
+                f"({getattr(e, 'reason', e)}); the results are saved in {out}"
+            )
+    return summary
