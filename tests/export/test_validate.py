@@ -90,7 +90,7 @@ def test_metadata_records_provenance(tiny_repository):
     model = onnx.load(str(tiny_repository / contract.ENCODER / "1" / "model.onnx"))
     meta = {p.key: p.value for p in model.metadata_props}
     assert (
-        meta["slamctl_features"] == "z" and meta["slamctl_dim"] == "8" and meta["slamctl_input_size"] == "32"
+        meta["slamctl_features"] == "h" and meta["slamctl_dim"] == "32" and meta["slamctl_input_size"] == "32"
     )
     assert len(meta["slamctl_checkpoint_sha256"]) == 64 and json.loads(meta["slamctl_mean"])[0] == 0.6009
     assert json.loads(meta["slamctl_training_config"])["method"] == "slam-ags"

@@ -1,5 +1,6 @@
 """Integration tests against the real embedded Triton (`slamctl serve` in a subprocess)."""
 
+import json
 import re
 import socket
 import threading
@@ -37,18 +38,24 @@ def test_live_ready_and_models_ready(server):
     assert c.is_model_ready(contract.ENCODER) and c.is_model_ready(contract.AGGREGATOR)
 
 
-def test_metadata_equals_the_contract(server):
+@pytest.fixture(scope="module")
+def dim(tiny_repository) -> int:
+    """D of the served tiny model, from its model card (not hard-coded)."""
+    return json.loads(next((tiny_repository / contract.MODEL_CARD).glob("*/card.json")).read_text())["dim"]
+
+
+def test_metadata_equals_the_contract(server, dim):
     c = client(server)
     enc = c.get_model_metadata(contract.ENCODER, as_json=True)
     assert [(t["name"], t["datatype"], t["shape"]) for t in enc["inputs"]] == [
         ("IMAGES", "UINT8", ["-1", "32", "32", "3"])
     ]
     assert [(t["name"], t["datatype"], t["shape"]) for t in enc["outputs"]] == [
-        ("EMBEDDINGS", "FP32", ["-1", "8"])
+        ("EMBEDDINGS", "FP32", ["-1", str(dim)])
     ]
     agg = c.get_model_metadata(contract.AGGREGATOR, as_json=True)
     assert [(t["name"], t["datatype"], t["shape"]) for t in agg["inputs"]] == [
-        ("EMBEDDINGS", "FP32", ["-1", "8"])
+        ("EMBEDDINGS", "FP32", ["-1", str(dim)])
     ]
     assert sorted((t["name"], t["datatype"], t["shape"]) for t in agg["outputs"]) == [
         ("ATTENTION", "FP32", ["-1"]), ("BAG_PROBS", "FP32", ["2"])]  # fmt: skip
@@ -103,7 +110,7 @@ def test_concurrent_single_images_are_batched(server):
     assert count == 48 and execs < count
 
 
-def test_wrong_dtype_or_shape_is_invalid_arg_and_server_keeps_serving(server):
+def test_wrong_dtype_or_shape_is_invalid_arg_and_server_keeps_serving(server, dim):
     c = client(server)
     for bad in (np.zeros((2, 32, 32, 3), np.float32), np.zeros((2, 31, 32, 3), np.uint8)):
         inp = grpcclient.InferInput(
@@ -115,16 +122,16 @@ def test_wrong_dtype_or_shape_is_invalid_arg_and_server_keeps_serving(server):
         assert e.value.status() == "StatusCode.INVALID_ARGUMENT", e.value
     assert infer(
         c, contract.ENCODER, contract.IMAGES, np.zeros((1, 32, 32, 3), np.uint8), [contract.EMBEDDINGS]
-    )[0].shape == (1, 8)
+    )[0].shape == (1, dim)
 
 
-def test_bag_above_maximum_is_refused_clearly(server):
+def test_bag_above_maximum_is_refused_clearly(server, dim):
     c = client(server)
-    big = np.zeros((contract.DEFAULT_MAX_BAG_CELLS + 1, 8), np.float32)
+    big = np.zeros((contract.DEFAULT_MAX_BAG_CELLS + 1, dim), np.float32)
     with pytest.raises(InferenceServerException, match="bag of 20001 cells exceeds the maximum of 20000"):
         infer(c, contract.AGGREGATOR, contract.EMBEDDINGS, big, [contract.BAG_PROBS])
     assert infer(
-        c, contract.AGGREGATOR, contract.EMBEDDINGS, np.zeros((3, 8), np.float32), [contract.BAG_PROBS]
+        c, contract.AGGREGATOR, contract.EMBEDDINGS, np.zeros((3, dim), np.float32), [contract.BAG_PROBS]
     )[0].shape == (2,)
 
 

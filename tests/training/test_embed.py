@@ -42,7 +42,7 @@ def test_resume_skips_done_bags_and_refuses_other_encoder(encoder, tiny_bags, tm
     embed_bags(encoder, tiny_bags, tmp_path, num_workers=0)
     assert done.stat().st_mtime_ns == stamp and (tmp_path / "bag_0001.npz").exists()
     with pytest.raises(SlamError, match="another encoder or features"):
-        embed_bags(encoder, tiny_bags, tmp_path, features="h", num_workers=0)
+        embed_bags(encoder, tiny_bags, tmp_path, features="z", num_workers=0)
 
 
 def test_bad_embedding_files(tmp_path):
