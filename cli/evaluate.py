@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from cli.choices import Split
 from cli.console import err, warn_if_degenerate
 
 
@@ -15,7 +16,7 @@ def evaluate(
     embeddings: Annotated[Path, typer.Option(help="Embedding folder.")],
     bags: Annotated[Path, typer.Option(help="Bag folder with labels.csv, split.csv and cells.csv.")],
     out: Annotated[Path | None, typer.Option(help="Output folder (default: RUN/eval).")] = None,
-    split: Annotated[str, typer.Option(help="Bags to evaluate: test, train or all.")] = "test",
+    split: Annotated[Split, typer.Option(help="Bags to evaluate (split.csv): test, train or all.")] = "test",
     top_k: Annotated[
         int | None, typer.Option(help="K cells for retrieval (default: 0.4 x bag size).")
     ] = None,
@@ -36,7 +37,7 @@ def evaluate(
 
     mil_path = run / "mil.pt" if run.is_dir() else run
     out = out or mil_path.parent / "eval"
-    s = run_eval(mil_path, embeddings, bags, out, split=None if split == "all" else split, top_k=top_k,
+    s = run_eval(mil_path, embeddings, bags, out, split=None if split.value == "all" else split.value, top_k=top_k,
                  threshold=threshold)  # fmt: skip
     retrieval = "n/a" if s["top_k_fraction_mean"] is None else f"{s['top_k_fraction_mean']:.3f}"
     probe = "n/a (no cells.csv)" if s["probe_auc"] is None else f"{s['probe_auc']:.3f}"
@@ -45,4 +46,4 @@ def evaluate(
         f"recall {s['recall']:.3f} at threshold {s['threshold']:.3f} ({s['threshold_rule']})  "
         f"top-K retrieval {retrieval}  encoder probe cell AUC {probe}  -> {out}"
     )
-    warn_if_degenerate(s["health"], f"on the {split} bags")
+    warn_if_degenerate(s["health"], f"on the {split.value} bags")

@@ -8,19 +8,36 @@ from typing import Annotated
 
 import typer
 
+from cli.choices import SweepPreset
 from cli.console import err, progress_bar
+from training.choices import PRETRAIN_METHODS
 
 app = typer.Typer(help="Experiments: the witness-rate sweep of the paper's claim.", no_args_is_help=True)
+
+
+def check_methods(value: str) -> str:
+    """--methods: every name a pretraining method, checked before any data is made."""
+    unknown = [m for m in value.split(",") if m and m not in PRETRAIN_METHODS]
+    if unknown:
+        raise typer.BadParameter(
+            f"unknown method {unknown[0]!r}: expected some of {', '.join(PRETRAIN_METHODS)}"
+        )
+    return value
 
 
 @app.command(name="wr-sweep")
 def wr_sweep(
     out: Annotated[Path, typer.Option(help="Output folder: data, runs, results tables and plot.")],
     preset: Annotated[
-        str, typer.Option(help="cpu (2 cores, under an hour) or paper (GPU server sizes).")
+        SweepPreset,
+        typer.Option(help="cpu (2 cores), smoke (seconds, a check that it runs) or paper (GPU servers)."),
     ] = "cpu",
     methods: Annotated[
-        str, typer.Option(help="Comma-separated pretraining methods (default: all five).")
+        str,
+        typer.Option(
+            help=f"Comma-separated pretraining methods among {', '.join(PRETRAIN_METHODS)} (default: all).",
+            callback=lambda v: check_methods(v),
+        ),
     ] = "",
     witness_rates: Annotated[
         str, typer.Option(help="Comma-separated witness rates.")
@@ -39,11 +56,7 @@ def wr_sweep(
     from training.bag_generation import BagSpec
     from training.experiment import PRESETS, run_sweep
 
-    if preset not in PRESETS:
-        raise typer.BadParameter(
-            f"expected one of {', '.join(PRESETS)}, got {preset!r}", param_hint="--preset"
-        )
-    cfg = PRESETS[preset]
+    cfg = PRESETS[preset.value]
     try:
         rates = tuple(float(w) for w in witness_rates.split(","))
     except ValueError:

@@ -8,9 +8,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from cli.choices import Format
 from cli.console import err, progress_bar
 from cli.options import CertificateChain, PrivateKey, RootCertificates, Ssl, Timeout, Url
-from client.results import FORMATS
 from client.run import Progress, RunOptions, run
 from client.triton import ClientSettings, TritonModels
 from slamctl import contract
@@ -33,7 +33,7 @@ def infer(
         ),
     ] = None,
     out: Annotated[Path, typer.Option(help="Output folder: one result file per bag.")] = _RUN.out,
-    format: Annotated[str, typer.Option("--format", help="json or csv.")] = _RUN.format,
+    format: Annotated[Format, typer.Option("--format", help="Result files: json or csv.")] = _RUN.format,
     report: Annotated[
         bool, typer.Option("--report", help="Also write OUT/report.html with thumbnails.")
     ] = False,
@@ -73,8 +73,6 @@ def infer(
     atomically; a bag that fails (server gone, deadline) is retried, then marked failed
     while the other bags go on; the exit status is 1 if any bag failed.
     """
-    if format not in FORMATS:
-        raise typer.BadParameter(f"expected json or csv, got {format!r}", param_hint="--format")
     if threshold is not None and not 0 <= threshold <= 1:
         raise typer.BadParameter(f"expected 0 <= threshold <= 1, got {threshold}", param_hint="--threshold")
     settings = ClientSettings(
@@ -82,7 +80,7 @@ def infer(
         retries=retries, ssl=ssl, root_certificates=root_certificates, private_key=private_key,
         certificate_chain=certificate_chain, encoder_model=encoder_model, aggregator_model=aggregator_model,
     )  # fmt: skip
-    options = RunOptions(out=out, format=format, top_k=top_k, threshold=threshold, report=report,
+    options = RunOptions(out=out, format=format.value, top_k=top_k, threshold=threshold, report=report,
                          report_cells=report_cells, truth=truth, resume=resume, metrics_port=metrics_port,
                          pushgateway=pushgateway)  # fmt: skip
     with progress_bar() as bar:

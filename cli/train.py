@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from cli.choices import Aggregator, Features, Method, PretrainPreset
 from cli.console import err, progress_bar, warn_if_degenerate
 
 app = typer.Typer(help="Pretrain the cell encoder and train the MIL aggregator.", no_args_is_help=True)
@@ -18,10 +19,10 @@ app = typer.Typer(help="Pretrain the cell encoder and train the MIL aggregator."
 def pretrain(
     bags: Annotated[Path, typer.Option(help="Bag folder with labels.csv (the train split is used).")],
     out: Annotated[Path, typer.Option(help="Run folder: checkpoint.pt, telemetry.csv.")],
-    method: Annotated[
-        str, typer.Option(help="slam-ags | weaksupcon | pcgrad | simclr | supervised.")
-    ] = "slam-ags",
-    preset: Annotated[str, typer.Option(help="paper (DESIGN 2.3 defaults) or tiny (CPU minutes).")] = "paper",
+    method: Annotated[Method, typer.Option(help="Pretraining method: SLAM-AGS or a baseline.")] = "slam-ags",
+    preset: Annotated[
+        PretrainPreset, typer.Option(help="paper (the paper's settings) or tiny (CPU minutes).")
+    ] = "paper",
     epochs: Annotated[int | None, typer.Option(help="Override the preset's epochs.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Override the preset's batch size.")] = None,
     lr: Annotated[float | None, typer.Option(help="Override the preset's learning rate.")] = None,
@@ -41,22 +42,18 @@ def pretrain(
     from training.pretrain import PRESETS
     from training.pretrain import pretrain as run
 
-    if preset not in PRESETS:
-        raise typer.BadParameter(
-            f"expected one of {', '.join(PRESETS)}, got {preset!r}", param_hint="--preset"
-        )
     overrides = {
         "epochs": epochs, "batch_size": batch_size, "lr": lr, "image_size": image_size,
         "crop_size": crop_size, "width": width, "num_workers": workers,
     }  # fmt: skip
     cfg = replace(
-        PRESETS[preset],
-        method=method,
+        PRESETS[preset.value],
+        method=method.value,
         seed=seed,
         **{k: v for k, v in overrides.items() if v is not None},
     )
     with progress_bar() as bar:
-        task = bar.add_task(f"pretraining {method}", total=None, info="")
+        task = bar.add_task(f"pretraining {method.value}", total=None, info="")
 
         def on_step(step, total, stats):
             losses = " ".join(f"{v:.3f}" for v in stats.losses)
@@ -73,7 +70,7 @@ def embed(
     bags: Annotated[Path, typer.Option(help="Bag folder with labels.csv.")],
     out: Annotated[Path, typer.Option(help="Embedding folder: one <bag_id>.npz per bag.")],
     features: Annotated[
-        str,
+        Features,
         typer.Option(
             help="h (backbone, 8*width; the better for the MIL, see README) or z (projection head)."
         ),
@@ -88,7 +85,7 @@ def embed(
     with progress_bar() as bar:
         task = bar.add_task("embedding bags", total=None, info="")
         meta = embed_bags(
-            encoder, bags, out, features=features, batch_size=batch_size, num_workers=workers, device=device,
+            encoder, bags, out, features=features.value, batch_size=batch_size, num_workers=workers, device=device,
             on_bag=lambda done, total, bag_id: bar.update(task, completed=done, total=total, info=bag_id),
         )  # fmt: skip
     err.print(f"embeddings ({meta['features']}, D={meta['dim']}) in {out}")
@@ -99,7 +96,9 @@ def mil(
     embeddings: Annotated[Path, typer.Option(help="Embedding folder from `slamctl train embed`.")],
     labels: Annotated[Path, typer.Option(help="BAGS/labels.csv (split.csv beside it selects train bags).")],
     out: Annotated[Path, typer.Option(help="Run folder: mil.pt, mil_history.csv.")],
-    aggregator: Annotated[str, typer.Option(help="pamil or abmil.")] = "pamil",
+    aggregator: Annotated[
+        Aggregator, typer.Option(help="pamil (the paper's) or abmil (gated attention).")
+    ] = "pamil",
     epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = 50,
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
     n_proto: Annotated[int, typer.Option(help="PAMIL prototypes.")] = 10,
@@ -124,10 +123,10 @@ def mil(
     from training.checkpoint import MIL_KIND, load_checkpoint
     from training.mil import MilConfig, train_mil
 
-    cfg = MilConfig(aggregator=aggregator, epochs=epochs, lr=lr, n_proto=n_proto, val_fraction=val_fraction,
+    cfg = MilConfig(aggregator=aggregator.value, epochs=epochs, lr=lr, n_proto=n_proto, val_fraction=val_fraction,
                     patience=patience, target_sensitivity=target_sensitivity, seed=seed)  # fmt: skip
     with progress_bar() as bar:
-        task = bar.add_task(f"training {aggregator}", total=epochs, info="")
+        task = bar.add_task(f"training {aggregator.value}", total=epochs, info="")
 
         def on_epoch(done, total, row):
             info = f"val loss {row['val_loss']:.3f} F1 {row['val_f1']:.2f}"

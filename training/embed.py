@@ -24,10 +24,10 @@ from slamctl.files import atomic_path, write_atomic
 from slamctl.images import fit_square, load_rgb
 from training.bagset import Bag, load_bags
 from training.checkpoint import ENCODER_KIND, load_checkpoint
+from training.choices import FEATURES
 from training.encoder import Encoder, EncoderConfig, center_crop, uint8_to_input
 
 META_FILE = "embedding.json"
-FEATURES = ("h", "z")
 
 
 def load_encoder(path: Path, device: torch.device | str = "cpu") -> tuple[Encoder, dict]:

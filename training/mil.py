@@ -25,13 +25,12 @@ from slamctl.errors import SlamError
 from training.abmil import ABMIL
 from training.bagset import assign_splits, read_labels_csv, read_split, write_csv
 from training.checkpoint import MIL_KIND, load_checkpoint, save_checkpoint
+from training.choices import AGGREGATORS
 from training.embed import EmbeddedBag, load_embedded, read_meta
 from training.health import model_health
 from training.metrics import binary_metrics
 from training.operating_point import check_target_sensitivity, choose_threshold
 from training.pamil import PAMIL
-
-AGGREGATORS = ("pamil", "abmil")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,22 @@
+"""The choice options as enums: Typer checks them at parse time (exit 2 with the valid
+choices listed) before any work starts. Built from torch-free name lists."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from client.results import FORMATS
+from training.choices import AGGREGATORS, FEATURES, PRETRAIN_METHODS, PRETRAIN_PRESETS, SWEEP_PRESETS
+
+
+def _choice(name: str, values: tuple[str, ...]) -> type[Enum]:
+    return Enum(name, {v: v for v in values}, type=str)
+
+
+Method = _choice("Method", PRETRAIN_METHODS)
+PretrainPreset = _choice("PretrainPreset", PRETRAIN_PRESETS)
+Aggregator = _choice("Aggregator", AGGREGATORS)
+Features = _choice("Features", FEATURES)
+Format = _choice("Format", FORMATS)
+Split = _choice("Split", ("test", "train", "all"))
+SweepPreset = _choice("SweepPreset", SWEEP_PRESETS)

@@ -1,0 +1,10 @@
+"""The names a user chooses among on the command line: pretraining methods and presets,
+aggregators, features, sweep presets. Plain names, no torch: the CLI turns them into typed
+choices that are checked before any work starts, and `slamctl infer` imports no torch.
+The modules that implement them key their tables by these names (a test checks it)."""
+
+PRETRAIN_METHODS = ("slam-ags", "weaksupcon", "pcgrad", "simclr", "supervised")
+PRETRAIN_PRESETS = ("paper", "tiny")
+AGGREGATORS = ("pamil", "abmil")
+FEATURES = ("h", "z")  # backbone h or projection head z
+SWEEP_PRESETS = ("cpu", "smoke", "paper")
