@@ -46,7 +46,7 @@ def main() -> None:
         tmp = Path(tmp)
         enc_ckpt, agg_ckpt = make_checkpoints(tmp)
         pair = export_pair(enc_ckpt, agg_ckpt, tmp)
-        from training.embed import load_encoder
+        from training.encoder import load_encoder
         from training.mil import load_mil
 
         encoder = EncoderGraph(load_encoder(enc_ckpt)[0], "z").eval()

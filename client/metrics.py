@@ -1,4 +1,4 @@
-"""Every Prometheus metric of the client, defined once (DESIGN.md 5).
+"""Every Prometheus metric of the client, defined once.
 
 Label values never carry a bag, slide or patient identifier: only the model name, a
 status and an error kind, so a dashboard can be shared outside the hospital.

@@ -24,8 +24,7 @@ from torch import nn
 from slamctl import contract
 from slamctl.checksum import sha256_of
 from slamctl.errors import SlamError
-from training.embed import load_encoder
-from training.encoder import MEAN, STD, Encoder, uint8_to_input
+from training.encoder import MEAN, STD, Encoder, load_encoder, uint8_to_input
 from training.mil import load_mil, stored_threshold
 
 OPSET = 17

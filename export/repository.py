@@ -21,8 +21,6 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import onnx
-
 from export.card import CARD_FILE, MODEL_PY, card_config, card_path
 from slamctl import contract
 from slamctl.checksum import sha256_of
@@ -181,5 +179,23 @@ def write_repository(
     return version
 
 
-def onnx_metadata(model: onnx.ModelProto) -> dict[str, str]:
-    return {p.key: p.value for p in model.metadata_props}
+def parse_config(path: Path):
+    """config.pbtxt -> tritonclient's ModelConfig; SlamError with the parser's reason."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    try:
+        return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
+    except text_format.ParseError as e:
+        line, col = e.GetLine(), e.GetColumn()
+        reason = str(e).split(" : ", 1)[-1] if line else str(e)
+        raise SlamError(f"{path}:{line}:{col}: {reason}" if line else f"{path}: {reason}") from None
+    except UnicodeDecodeError as e:
+        raise SlamError(f"{path}: not text ({e})") from None
+
+
+def dtype_name(config_enum: int) -> str:
+    """TYPE_UINT8, TYPE_FP32, ... of a ModelConfig data_type enum value."""
+    from tritonclient.grpc import model_config_pb2
+
+    return model_config_pb2.DataType.Name(config_enum)

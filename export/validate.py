@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from export.repository import dtype_name, parse_config
 from slamctl import contract
 from slamctl.errors import SlamError
 
@@ -45,28 +46,6 @@ class Checks:
     @property
     def failures(self) -> list[Check]:
         return [c for c in self.items if not c.ok]
-
-
-def parse_config(path: Path):
-    """config.pbtxt -> tritonclient's ModelConfig; SlamError with the parser's reason."""
-    from google.protobuf import text_format
-    from tritonclient.grpc import model_config_pb2
-
-    try:
-        return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
-    except text_format.ParseError as e:
-        line, col = e.GetLine(), e.GetColumn()
-        reason = str(e).split(" : ", 1)[-1] if line else str(e)
-        raise SlamError(f"{path}:{line}:{col}: {reason}" if line else f"{path}: {reason}") from None
-    except UnicodeDecodeError as e:
-        raise SlamError(f"{path}: not text ({e})") from None
-
-
-def dtype_name(config_enum: int) -> str:
-    """TYPE_UINT8, TYPE_FP32, ... of a ModelConfig data_type enum value."""
-    from tritonclient.grpc import model_config_pb2
-
-    return model_config_pb2.DataType.Name(config_enum)
 
 
 ONNX_TO_TRITON = {2: "TYPE_UINT8", 1: "TYPE_FP32"}  # onnx.TensorProto.UINT8, FLOAT
@@ -295,7 +274,7 @@ def check_parity(
     import torch
 
     from export.onnx_export import AggregatorGraph, EncoderGraph
-    from training.embed import load_encoder
+    from training.encoder import load_encoder
     from training.mil import load_mil
 
     encoder, cfg = load_encoder(encoder_ckpt)
@@ -349,9 +328,16 @@ def same_top_cells(ref: np.ndarray, got: np.ndarray, k: int) -> tuple[bool, str]
 
 
 def validate_repository(
-    repo: Path, encoder_ckpt: Path | None = None, aggregator_ckpt: Path | None = None
+    repo: Path,
+    encoder_ckpt: Path | None = None,
+    aggregator_ckpt: Path | None = None,
+    *,
+    run_models: bool = True,
 ) -> Checks:
-    """Every check on `repo`; never raises for a defect of the repository, records it."""
+    """Every check on `repo`; never raises for a defect of the repository, records it.
+
+    run_models=False leaves out the ONNX Runtime runs on sample inputs (the structural and
+    checksum checks stay): what `slamctl serve` checks at start, before loading each model once."""
     repo = Path(repo)
     checks = Checks()
     if not checks.add("repository", "folder exists", repo.is_dir(), str(repo)):
@@ -375,7 +361,8 @@ def validate_repository(
         max_bag = int(
             agg_cfg.parameters[contract.MAX_BAG_PARAMETER].string_value or contract.DEFAULT_MAX_BAG_CELLS
         )
-        run_samples(checks, enc_path, agg_path, size, dim, max_bag)
+        if run_models:
+            run_samples(checks, enc_path, agg_path, size, dim, max_bag)
         if encoder_ckpt and aggregator_ckpt:
             check_parity(checks, enc_path, agg_path, encoder_ckpt, aggregator_ckpt)
     return checks

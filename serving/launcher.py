@@ -32,7 +32,6 @@ def free_ports(n: int) -> list[int]:
 class RunningServer:
     process: subprocess.Popen
     grpc_url: str
-    http_url: str
     metrics_url: str
     metrics_port: int
     log: Path
@@ -60,7 +59,7 @@ def start_server(repository: Path, workdir: Path, timeout: float = 90.0, threads
         try:
             for model in contract.SERVED_MODELS:
                 urllib.request.urlopen(f"http://127.0.0.1:{http}/v2/models/{model}/ready", timeout=2).close()
-            return RunningServer(proc, f"127.0.0.1:{grpc}", f"127.0.0.1:{http}",
+            return RunningServer(proc, f"127.0.0.1:{grpc}",
                                  f"http://127.0.0.1:{metrics}/metrics", metrics, log)  # fmt: skip
         except OSError:
             pass

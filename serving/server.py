@@ -5,7 +5,7 @@ Names, tensors, max_batch_size and dynamic-batching settings are read from each 
 config.pbtxt, after the repository passed `export validate`. Same gRPC/HTTP protocol and
 metrics as the production image, so the same client works against both. No torch.
 
-DESIGN.md section 4: the python-backend stub links the system libpython, so with a pyenv
+The python-backend stub links the system libpython, so with a pyenv
 interpreter it must find the interpreter's own libpython first; `python_backend_env`
 puts the interpreter's LIBDIR at the front of LD_LIBRARY_PATH before Triton starts.
 """
@@ -80,13 +80,13 @@ def check_ports(settings: ServerSettings) -> None:
 
 def read_models(repository: Path) -> list[ServedModel]:
     """Validate the repository (no checkpoints needed), then read what each config says."""
-    from export.repository import existing_versions
-    from export.validate import dtype_name, parse_config, validate_repository
+    from export.repository import dtype_name, existing_versions, parse_config
+    from export.validate import validate_repository
 
     repository = Path(repository)
     if not repository.is_dir():
         raise SlamError(f"{repository}: model repository does not exist")
-    failures = validate_repository(repository).failures
+    failures = validate_repository(repository, run_models=False).failures  # structure and checksums
     if failures:
         first = failures[0]
         more = f" (and {len(failures) - 1} more; see slamctl export validate)" if len(failures) > 1 else ""

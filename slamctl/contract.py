@@ -1,4 +1,4 @@
-"""The serving contract: model names, tensor names, dtypes and shapes (DESIGN.md 4).
+"""The serving contract: model names, tensor names, dtypes and shapes.
 
 Defined once, used by the export, the repository writer and validator, the server and
 the client. Shapes here exclude the batch dimension of batching models.

@@ -1,4 +1,4 @@
-"""Batched augmentations on the training device (kornia; no torchvision), DESIGN.md 2.3.
+"""Batched augmentations on the training device (kornia; no torchvision), as the paper describes them.
 
 Strong view: random crop, horizontal flip, colour jitter 0.1/0.1/0.1/0.1 with p=0.8,
 rotation by 90 degrees with p=0.8. Weak view: the eval transform, a center crop.

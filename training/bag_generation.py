@@ -1,5 +1,5 @@
 """Bags from a class-folder cell data set (`ROOT/<CLASS>/<image>`), as the reference
-`bags_gen.py` makes them, without its defects (DESIGN.md 2.1).
+`bags_gen.py` makes them, without its defects.
 
 n bags, half normal: a normal bag holds x cells of the negative class, an abnormal bag y
 cells of the positive class and x - y of the negative class, y = round(wr * x) >= 1. No cell

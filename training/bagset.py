@@ -1,5 +1,5 @@
 """A folder of bags: `BAGS/<bag_id>/<image>`, `labels.csv`, and the optional `split.csv`
-and `cells.csv` (DESIGN.md 2.1).
+and `cells.csv`.
 
 Everything here is checked where it enters, and every error names the file at fault.
 `cells.csv` (per-cell truth) is read by evaluation only; nothing in this module that

@@ -1,7 +1,7 @@
 """Slide-positive and slide-negative cell pools for pretraining, and their batches.
 
 Slide-positive cells are every cell of every positive training bag, slide-negative cells
-every cell of every negative training bag (DESIGN.md 2.1); files are read in place, never
+every cell of every negative training bag; files are read in place, never
 copied. An epoch is a fresh permutation of each pool cut into consecutive, disjoint
 batches: every cell is seen once per epoch, and each batch takes from both pools in
 proportion to their sizes (unlike the reference code, whose consecutive batches overlap).
@@ -36,9 +36,6 @@ class CellPools:
         if not neg:
             raise SlamError(f"{where}: no negative (label 0) training bag")
         return cls(pos, neg)
-
-    def __len__(self) -> int:
-        return len(self.positive) + len(self.negative)
 
 
 def epoch_batches(

@@ -23,19 +23,10 @@ from slamctl.errors import SlamError
 from slamctl.files import atomic_path, write_atomic
 from slamctl.images import fit_square, load_rgb
 from training.bagset import Bag, load_bags
-from training.checkpoint import ENCODER_KIND, load_checkpoint
 from training.choices import FEATURES
-from training.encoder import Encoder, EncoderConfig, center_crop, uint8_to_input
+from training.encoder import center_crop, load_encoder, uint8_to_input
 
 META_FILE = "embedding.json"
-
-
-def load_encoder(path: Path, device: torch.device | str = "cpu") -> tuple[Encoder, dict]:
-    """The encoder of a pretraining checkpoint, in eval mode, and the checkpoint's config."""
-    ckpt = load_checkpoint(path, ENCODER_KIND, map_location=device)
-    model = Encoder(EncoderConfig(**ckpt["encoder_config"]))
-    model.load_state_dict(ckpt["model"])
-    return model.to(device).eval(), ckpt["config"]
 
 
 class _CellImages(Dataset):

@@ -1,7 +1,7 @@
 """The cell encoder: ResNet18 (torchvision parameter names) + SimCLR projection head.
 
 ResNet18 is written out here because torchvision does not import beside torch 2.13 on
-these machines (DESIGN.md 6). Parameter names equal torchvision's, so a torchvision
+these machines. Parameter names equal torchvision's, so a torchvision
 `resnet18().state_dict()` loads into `ResNet18(num_classes=1000)`.
 
 The input normalisation is part of the module: `Encoder.forward` takes float images in
@@ -12,9 +12,12 @@ graph cannot drift apart.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
+
+from training.checkpoint import ENCODER_KIND, load_checkpoint
 
 MEAN = (0.6009, 0.5513, 0.7394)
 STD = (0.1982, 0.2448, 0.1076)
@@ -115,7 +118,15 @@ def uint8_to_input(images: torch.Tensor) -> torch.Tensor:
 
 
 def center_crop(images: torch.Tensor, size: int) -> torch.Tensor:
-    """Center crop of (B, C, H, W) to (B, C, size, size); the eval transform (DESIGN 2.2)."""
+    """Center crop of (B, C, H, W) to (B, C, size, size); the eval transform."""
     h, w = images.shape[-2:]
     top, left = (h - size) // 2, (w - size) // 2
     return images[..., top : top + size, left : left + size]
+
+
+def load_encoder(path: Path, device: torch.device | str = "cpu") -> tuple[Encoder, dict]:
+    """The encoder of a pretraining checkpoint, in eval mode, and the checkpoint's config."""
+    ckpt = load_checkpoint(path, ENCODER_KIND, map_location=device)
+    model = Encoder(EncoderConfig(**ckpt["encoder_config"]))
+    model.load_state_dict(ckpt["model"])
+    return model.to(device).eval(), ckpt["config"]

@@ -234,7 +234,7 @@ def cell_classifier_auc(
     """Test AUC of a ResNet18 cell classifier trained on *true cell labels* (cells.csv).
 
     Measures how hard the synthetic abnormal cells are to tell apart from normal ones, one
-    cell at a time (DESIGN.md 7 asks for AUC about 0.85 to 0.9): positives of the train
+    cell at a time (the synthetic set aims at an AUC of about 0.85 to 0.9): positives of the train
     bags, an equal number of their negatives, tested on the test bags' cells.
     """
     import torch

@@ -1,4 +1,4 @@
-"""The two SLAM-AGS task losses as pure functions of projected embeddings (DESIGN.md 2.3)."""
+"""The two SLAM-AGS task losses as pure functions of projected embeddings."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Bag-level classification metrics and Top-K positive-cell retrieval (DESIGN.md 2.5).
+"""Bag-level classification metrics and Top-K positive-cell retrieval.
 
 Pure numpy functions; the positive class is abnormal (label 1).
 """

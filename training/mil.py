@@ -1,4 +1,4 @@
-"""Training a MIL aggregator on bag labels from per-bag embeddings (DESIGN.md 2.4).
+"""Training a MIL aggregator on bag labels from per-bag embeddings.
 
 The train bags of split.csv are split again, seeded and stratified, into fit and
 validation bags; the model kept is the one of lowest validation loss (ties: higher

@@ -1,6 +1,6 @@
 """Oracle embeddings: bags whose cell embeddings are built from the per-cell truth.
 
-The MIL aggregator's controls (DESIGN.md 2.4). An abnormal cell has feature 0 = 1, a
+The MIL aggregator's controls. An abnormal cell has feature 0 = 1, a
 normal cell feature 1 = 1, every feature gets Gaussian noise of sd `noise`: a perfect
 encoder, so a MIL that fails here fails on its own. `null=True` draws abnormal cells like
 normal ones (no signal: bag AUC must be about 0.5). The folder is laid out like a bag

@@ -1,4 +1,4 @@
-"""SLAM-AGS pretraining of the cell encoder, and the baselines on the same loop (DESIGN 2.3).
+"""SLAM-AGS pretraining of the cell encoder, and the baselines on the same loop.
 
 Per step: one forward per view, one `torch.autograd.grad` per task loss (the task losses
 depend on disjoint sub-batches, so this is no more backward work than the plain sum),

@@ -1,4 +1,4 @@
-"""Synthetic stained-smear cytology bags, a stand-in for the Bone Marrow set (DESIGN.md 7).
+"""Synthetic stained-smear cytology bags, a stand-in for the Bone Marrow set.
 
 Each cell is drawn from a handful of parameters: a pale background, an elliptical
 cytoplasm disc, a nucleus (round or lobed) whose chromatin texture is low-pass filtered

@@ -1,4 +1,4 @@
-"""The MIL aggregators' controls (DESIGN.md 2.4), through the real commands.
+"""The MIL aggregators' controls, through the real commands.
 
 Positive control: oracle embeddings built from the cell truth (training/oracle.py), 64 bags
 of 200 cells, 48 train / 16 test. With `train mil`'s defaults each aggregator must reach
