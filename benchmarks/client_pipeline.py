@@ -48,8 +48,14 @@ def execution_seconds(before: str, after: str) -> float:
     Triton charges every request of a batched execution the whole execution's compute
     time, so the sum over requests counts a batch of r requests r times: divide by the
     mean requests per execution (successful requests / executions)."""
-    delta = {n: counter(after, n) - counter(before, n) for n in (
-        "nv_inference_compute_infer_duration_us", "nv_inference_request_success", "nv_inference_exec_count")}  # fmt: skip
+    delta = {
+        n: counter(after, n) - counter(before, n)
+        for n in (
+            "nv_inference_compute_infer_duration_us",
+            "nv_inference_request_success",
+            "nv_inference_exec_count",
+        )
+    }
     per_exec = delta["nv_inference_request_success"] / max(delta["nv_inference_exec_count"], 1)
     return delta["nv_inference_compute_infer_duration_us"] / max(per_exec, 1) / 1e6
 
@@ -125,31 +131,43 @@ def speed(tmp: Path, args: argparse.Namespace) -> None:
     finally:
         stop_server(server.process)
     print(f"bag of {len(files)} cells at 224 px (ResNet18, CPU):")
-    print(f"  slamctl infer wall time {wall:.1f} s, server compute {compute:.1f} s, ratio {wall / compute:.3f} "
-          "(target <= 1.15)")  # fmt: skip
-    print(f"decode (read, RGB, crop) of 250 px cells: 1 thread {rates[1]:.0f} cells/s, "
-          f"{args.threads} threads {rates[args.threads]:.0f} cells/s, ratio {rates[args.threads] / rates[1]:.2f}")  # fmt: skip
+    print(
+        f"  slamctl infer wall time {wall:.1f} s, server compute {compute:.1f} s, ratio {wall / compute:.3f} "
+        "(target <= 1.15)"
+    )
+    print(
+        f"decode (read, RGB, crop) of 250 px cells: 1 thread {rates[1]:.0f} cells/s, "
+        f"{args.threads} threads {rates[args.threads]:.0f} cells/s, ratio {rates[args.threads] / rates[1]:.2f}"
+    )
 
 
 def memory(tmp: Path) -> None:
     """3. Peak memory, small cells and backbone."""
     small = PRESETS["tiny"]
     for n, bags in ((1000, 10), (10000, 2)):
-        generate(SynthConfig(bags=bags, cells_per_bag=n, bag_size_jitter=0, image_size=small.image_size, null=True),
-                 tmp / f"small{n}")  # fmt: skip
+        generate(
+            SynthConfig(
+                bags=bags, cells_per_bag=n, bag_size_jitter=0, image_size=small.image_size, null=True
+            ),
+            tmp / f"small{n}",
+        )
     for cfg in (small, replace(small, proj_dim=512)):
         server = start_server(make_repository(tmp / f"small{cfg.proj_dim}", cfg)[1], tmp, threads=0)
         try:
-            rss = {n: infer_with_rss(tmp / f"small{n}" / "bag_0000", server.grpc_url, tmp / f"out{n}")[1]
-                   for n in (1000, 10000)}  # fmt: skip
+            rss = {
+                n: infer_with_rss(tmp / f"small{n}" / "bag_0000", server.grpc_url, tmp / f"out{n}")[1]
+                for n in (1000, 10000)
+            }
             # and a run over many bags holds one bag at a time (the report is spooled to disk)
             many = infer_with_rss(tmp / "small1000", server.grpc_url, tmp / "out_many", "--report")[1]
         finally:
             stop_server(server.process)
-        print(f"peak memory of slamctl infer ({cfg.crop_size} px cells, D={cfg.proj_dim}): 1,000 cells "
-              f"{rss[1000]} MiB, 10,000 cells {rss[10000]} MiB, ratio {rss[10000] / rss[1000]:.2f} "
-              f"(target <= 1.2; the 10,000 embeddings alone are {10000 * cfg.proj_dim * 4 / 2**20:.0f} MiB); "
-              f"10 bags of 1,000 cells with --report {many} MiB, ratio to one bag {many / rss[1000]:.2f}")  # fmt: skip
+        print(
+            f"peak memory of slamctl infer ({cfg.crop_size} px cells, D={cfg.proj_dim}): 1,000 cells "
+            f"{rss[1000]} MiB, 10,000 cells {rss[10000]} MiB, ratio {rss[10000] / rss[1000]:.2f} "
+            f"(target <= 1.2; the 10,000 embeddings alone are {10000 * cfg.proj_dim * 4 / 2**20:.0f} MiB); "
+            f"10 bags of 1,000 cells with --report {many} MiB, ratio to one bag {many / rss[1000]:.2f}"
+        )
 
 
 if __name__ == "__main__":

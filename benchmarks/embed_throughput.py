@@ -45,8 +45,14 @@ def main() -> None:
         rates = {}
         for name, batch in (("batched", args.batch), ("one at a time", 1)):
             t0 = time.perf_counter()
-            embed_bags(ckpt, tmp / "bags", tmp / f"emb_{batch}", batch_size=batch, num_workers=args.workers,
-                       device=args.device)  # fmt: skip
+            embed_bags(
+                ckpt,
+                tmp / "bags",
+                tmp / f"emb_{batch}",
+                batch_size=batch,
+                num_workers=args.workers,
+                device=args.device,
+            )
             rates[name] = args.cells / (time.perf_counter() - t0)
             print(f"{name:>14} (batch {batch:>3}): {rates[name]:7.1f} cells/s")
         print(f"ratio batched / one at a time: {rates['batched'] / rates['one at a time']:.2f}")

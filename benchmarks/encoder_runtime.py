@@ -57,8 +57,10 @@ def main() -> None:
         images = np.random.default_rng(0).integers(
             0, 256, (args.batch, pair.size, pair.size, 3), dtype=np.uint8
         )
-        print(f"encoder: ResNet18 at {pair.size} px, D={pair.dim}, batch {args.batch}, "
-              f"{torch.get_num_threads()} torch threads, CPU")  # fmt: skip
+        print(
+            f"encoder: ResNet18 at {pair.size} px, D={pair.dim}, batch {args.batch}, "
+            f"{torch.get_num_threads()} torch threads, CPU"
+        )
         with torch.inference_mode():
             t_torch = timed(lambda: encoder(torch.from_numpy(images)), args.repeats)
         t_ort = timed(lambda: enc_sess.run([contract.EMBEDDINGS], {contract.IMAGES: images}), args.repeats)
@@ -69,8 +71,12 @@ def main() -> None:
         print("aggregator (PAMIL, D=512), one bag per request:")
         for n in (1000, 20000):
             bag = np.random.default_rng(1).normal(size=(n, pair.dim)).astype(np.float32)
-            t = timed(lambda b=bag: agg_sess.run([contract.BAG_PROBS, contract.ATTENTION], {contract.EMBEDDINGS: b}),
-                      args.repeats * 3)  # fmt: skip
+            t = timed(
+                lambda b=bag: agg_sess.run(
+                    [contract.BAG_PROBS, contract.ATTENTION], {contract.EMBEDDINGS: b}
+                ),
+                args.repeats * 3,
+            )
             with torch.inference_mode():
                 tt = timed(lambda b=bag: aggregator(torch.from_numpy(b)), args.repeats * 3)
             print(f"  bag of {n:>6} cells: ONNX Runtime {t * 1000:7.2f} ms, PyTorch {tt * 1000:7.2f} ms")

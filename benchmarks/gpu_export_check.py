@@ -85,8 +85,10 @@ def main() -> int:
             emb = enc.run(None, {contract.IMAGES: images[64]})[0]
             probs, att = agg.run(None, {contract.EMBEDDINGS: bag})
             top_ok, top_detail = same_top_cells(ref_att, att, 10)
-            print(f"{name}: embeddings max|diff| {np.abs(emb - ref_emb).max():.2e}, "
-                  f"bag probs max|diff| {np.abs(probs - ref_probs).max():.2e}, top-10 {top_detail}")  # fmt: skip
+            print(
+                f"{name}: embeddings max|diff| {np.abs(emb - ref_emb).max():.2e}, "
+                f"bag probs max|diff| {np.abs(probs - ref_probs).max():.2e}, top-10 {top_detail}"
+            )
             for b, x in images.items():
                 enc.run(None, {contract.IMAGES: x})  # warm-up (and engine build)
                 times = []

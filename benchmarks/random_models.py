@@ -20,12 +20,27 @@ def make_checkpoints(folder: Path, cfg: PretrainConfig | None = None) -> tuple[P
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     enc = Encoder(cfg.encoder_config())
-    save_checkpoint({"kind": ENCODER_KIND, "model": enc.state_dict(), "config": asdict(cfg),
-                     "encoder_config": asdict(cfg.encoder_config())}, folder / "encoder.pt")  # fmt: skip
+    save_checkpoint(
+        {
+            "kind": ENCODER_KIND,
+            "model": enc.state_dict(),
+            "config": asdict(cfg),
+            "encoder_config": asdict(cfg.encoder_config()),
+        },
+        folder / "encoder.pt",
+    )
     mil = MilConfig()
     agg = build_aggregator(mil.aggregator, cfg.proj_dim, mil.n_proto)
-    save_checkpoint({"kind": MIL_KIND, "model": agg.state_dict(), "config": asdict(mil), "in_dim": cfg.proj_dim,
-                     "embedding": {"features": "z", "dim": cfg.proj_dim}}, folder / "mil.pt")  # fmt: skip
+    save_checkpoint(
+        {
+            "kind": MIL_KIND,
+            "model": agg.state_dict(),
+            "config": asdict(mil),
+            "in_dim": cfg.proj_dim,
+            "embedding": {"features": "z", "dim": cfg.proj_dim},
+        },
+        folder / "mil.pt",
+    )
     return folder / "encoder.pt", folder / "mil.pt"
 
 

@@ -28,8 +28,12 @@ from slamctl import contract
 def request(client, images: np.ndarray) -> None:
     inp = grpcclient.InferInput(contract.IMAGES, list(images.shape), "UINT8")
     inp.set_data_from_numpy(images)
-    client.infer(contract.ENCODER, [inp], outputs=[grpcclient.InferRequestedOutput(contract.EMBEDDINGS)],
-                 client_timeout=300)  # fmt: skip
+    client.infer(
+        contract.ENCODER,
+        [inp],
+        outputs=[grpcclient.InferRequestedOutput(contract.EMBEDDINGS)],
+        client_timeout=300,
+    )
 
 
 def rate(fn, cells: int, repeats: int) -> float:
@@ -83,8 +87,10 @@ def main() -> None:
                 images = rng.integers(0, 256, (b, pair.size, pair.size, 3), dtype=np.uint8)
                 inproc = rate(lambda x=images: local.run(None, {contract.IMAGES: x}), b, args.repeats)
                 served = rate(lambda x=images: request(client, x), b, args.repeats)
-                print(f"  batch {b:>3}: in-process {inproc:6.1f} cells/s, gRPC {served:6.1f} cells/s, "
-                      f"ratio {served / inproc:.3f}")  # fmt: skip
+                print(
+                    f"  batch {b:>3}: in-process {inproc:6.1f} cells/s, gRPC {served:6.1f} cells/s, "
+                    f"ratio {served / inproc:.3f}"
+                )
             images = rng.integers(0, 256, (args.latency_batch, pair.size, pair.size, 3), dtype=np.uint8)
             print(f"request latency, {args.latency_batch} images per request:")
             for clients in (1, 4, 16):

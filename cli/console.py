@@ -52,5 +52,6 @@ def warn_if_degenerate(health: dict, where: str) -> None:
         err.print(
             f"[yellow]warning:[/yellow] degenerate model {where}: {'; '.join(health['reasons'])}. "
             "It decides nothing; slamctl export refuses it without --allow-degenerate.",
-            highlight=False, soft_wrap=True,
-        )  # fmt: skip
+            highlight=False,
+            soft_wrap=True,
+        )

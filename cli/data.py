@@ -47,10 +47,16 @@ def synth(
     from training.synthetic import generate
 
     config = SynthConfig(
-        bags=bags, cells_per_bag=cells_per_bag, witness_rate=witness_rate, image_size=image_size,
-        seed=seed, difficulty=difficulty, null=null, bag_size_jitter=bag_size_jitter,
+        bags=bags,
+        cells_per_bag=cells_per_bag,
+        witness_rate=witness_rate,
+        image_size=image_size,
+        seed=seed,
+        difficulty=difficulty,
+        null=null,
+        bag_size_jitter=bag_size_jitter,
         test_fraction=test_fraction,
-    )  # fmt: skip
+    )
     with progress_bar() as bar:
         task = bar.add_task("synthesising bags", total=bags, info="")
         made = generate(
@@ -79,9 +85,14 @@ def make_bags(
     from training.bag_generation import make_bags as make
 
     spec = BagSpec(
-        negative_class=negative_class, positive_class=positive_class, witness_rate=witness_rate,
-        bags=bags, cells_per_bag=cells_per_bag, seed=seed, test_fraction=test_fraction,
-    )  # fmt: skip
+        negative_class=negative_class,
+        positive_class=positive_class,
+        witness_rate=witness_rate,
+        bags=bags,
+        cells_per_bag=cells_per_bag,
+        seed=seed,
+        test_fraction=test_fraction,
+    )
     counts = make(cells, spec, out, force=force)
     err.print(
         f"wrote {counts['bags']} bags ({counts['cells']} cells, {counts['positives']} positive, "

@@ -37,8 +37,15 @@ def evaluate(
 
     mil_path = run / "mil.pt" if run.is_dir() else run
     out = out or mil_path.parent / "eval"
-    s = run_eval(mil_path, embeddings, bags, out, split=None if split.value == "all" else split.value, top_k=top_k,
-                 threshold=threshold)  # fmt: skip
+    s = run_eval(
+        mil_path,
+        embeddings,
+        bags,
+        out,
+        split=None if split.value == "all" else split.value,
+        top_k=top_k,
+        threshold=threshold,
+    )
     retrieval = "n/a" if s["top_k_fraction_mean"] is None else f"{s['top_k_fraction_mean']:.3f}"
     probe = "n/a (no cells.csv)" if s["probe_auc"] is None else f"{s['probe_auc']:.3f}"
     err.print(

@@ -61,14 +61,27 @@ def wr_sweep(
         rates = tuple(float(w) for w in witness_rates.split(","))
     except ValueError:
         raise typer.BadParameter(f"expected numbers like 0.1,0.05, got {witness_rates!r}") from None
-    cfg = replace(cfg, witness_rates=rates, seeds=tuple(range(seeds)),
-                  methods=tuple(m for m in methods.split(",") if m) or cfg.methods)  # fmt: skip
-    spec = BagSpec(negative_class=negative_class, positive_class=positive_class,
-                   bags=cfg.synth.bags, cells_per_bag=cfg.synth.cells_per_bag)  # fmt: skip
+    cfg = replace(
+        cfg,
+        witness_rates=rates,
+        seeds=tuple(range(seeds)),
+        methods=tuple(m for m in methods.split(",") if m) or cfg.methods,
+    )
+    spec = BagSpec(
+        negative_class=negative_class,
+        positive_class=positive_class,
+        bags=cfg.synth.bags,
+        cells_per_bag=cfg.synth.cells_per_bag,
+    )
     with progress_bar() as bar:
         task = bar.add_task("witness-rate sweep", total=None, info="")
-        run_sweep(cfg, out, cells_root=cells, bag_spec=spec,
-                  on_run=lambda done, total, name: bar.update(task, completed=done, total=total, info=name))  # fmt: skip
+        run_sweep(
+            cfg,
+            out,
+            cells_root=cells,
+            bag_spec=spec,
+            on_run=lambda done, total, name: bar.update(task, completed=done, total=total, info=name),
+        )
     err.print(f"results: {out / 'results.md'}, {out / 'results.png'}")
 
 
@@ -85,7 +98,13 @@ def cell_auc(
     from training.experiment import cell_classifier_auc
     from training.synthetic import SynthConfig
 
-    synth = SynthConfig(bags=bags, cells_per_bag=cells_per_bag, witness_rate=0.2, image_size=image_size,
-                        difficulty=difficulty, test_fraction=0.3)  # fmt: skip
+    synth = SynthConfig(
+        bags=bags,
+        cells_per_bag=cells_per_bag,
+        witness_rate=0.2,
+        image_size=image_size,
+        difficulty=difficulty,
+        test_fraction=0.3,
+    )
     auc = cell_classifier_auc(synth, out, epochs=epochs)
     typer.echo(f"difficulty {difficulty}: single-cell classifier test AUC {auc:.3f}")

@@ -52,11 +52,17 @@ def export(
         with err.status("exporting to ONNX"):
             pair = export_pair(encoder, aggregator, Path(tmp), allow_degenerate=allow_degenerate)
         settings = RepositorySettings(max_bag_cells=max_bag_cells, trt_cache_dir=trt_cache)
-        sources = {"encoder_checkpoint": str(encoder), "encoder_sha256": sha256_of(encoder),
-                   "aggregator_checkpoint": str(aggregator), "aggregator_sha256": sha256_of(aggregator)}  # fmt: skip
+        sources = {
+            "encoder_checkpoint": str(encoder),
+            "encoder_sha256": sha256_of(encoder),
+            "aggregator_checkpoint": str(aggregator),
+            "aggregator_sha256": sha256_of(aggregator),
+        }
         v = write_repository(pair, repository, version=version, settings=settings, sources=sources)
-    err.print(f"wrote version {v} of {contract.ENCODER} (S={pair.size}, D={pair.dim}, {pair.features}), "
-              f"{contract.AGGREGATOR} (threshold {pair.threshold:.3f}) and {contract.MODEL_CARD} to {repository}")  # fmt: skip
+    err.print(
+        f"wrote version {v} of {contract.ENCODER} (S={pair.size}, D={pair.dim}, {pair.features}), "
+        f"{contract.AGGREGATOR} (threshold {pair.threshold:.3f}) and {contract.MODEL_CARD} to {repository}"
+    )
 
 
 @app.command()

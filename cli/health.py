@@ -42,7 +42,9 @@ def health(
             all_ready = False
             continue
         tensors = lambda ts: ", ".join(f"{t['name']} {t['datatype']} {t['shape']}" for t in ts)  # noqa: E731
-        typer.echo(f"model {name}: ready, versions {','.join(meta['versions'])}; "
-                   f"in {tensors(meta['inputs'])}; out {tensors(meta['outputs'])}")  # fmt: skip
+        typer.echo(
+            f"model {name}: ready, versions {','.join(meta['versions'])}; "
+            f"in {tensors(meta['inputs'])}; out {tensors(meta['outputs'])}"
+        )
     if not all_ready:
         raise typer.Exit(code=1)

@@ -44,7 +44,7 @@ def infer(
             help="Per-cell truth (cells.csv: bag_id,file,positive) for the report to mark the truly "
             "abnormal cells (default: cells.csv beside the bags, if there is one)."
         ),
-    ] = None,  # fmt: skip
+    ] = None,
     timeout: Timeout = _CLIENT.timeout,
     retries: Annotated[
         int, typer.Option(help="Retries of a request when the server is unavailable or slow.")
@@ -76,18 +76,38 @@ def infer(
     if threshold is not None and not 0 <= threshold <= 1:
         raise typer.BadParameter(f"expected 0 <= threshold <= 1, got {threshold}", param_hint="--threshold")
     settings = ClientSettings(
-        url=url, batch_size=batch_size, concurrency=concurrency, decode_threads=decode_threads, timeout=timeout,
-        retries=retries, ssl=ssl, root_certificates=root_certificates, private_key=private_key,
-        certificate_chain=certificate_chain, encoder_model=encoder_model, aggregator_model=aggregator_model,
-    )  # fmt: skip
-    options = RunOptions(out=out, format=format.value, top_k=top_k, threshold=threshold, report=report,
-                         report_cells=report_cells, truth=truth, resume=resume, metrics_port=metrics_port,
-                         pushgateway=pushgateway)  # fmt: skip
+        url=url,
+        batch_size=batch_size,
+        concurrency=concurrency,
+        decode_threads=decode_threads,
+        timeout=timeout,
+        retries=retries,
+        ssl=ssl,
+        root_certificates=root_certificates,
+        private_key=private_key,
+        certificate_chain=certificate_chain,
+        encoder_model=encoder_model,
+        aggregator_model=aggregator_model,
+    )
+    options = RunOptions(
+        out=out,
+        format=format.value,
+        top_k=top_k,
+        threshold=threshold,
+        report=report,
+        report_cells=report_cells,
+        truth=truth,
+        resume=resume,
+        metrics_port=metrics_port,
+        pushgateway=pushgateway,
+    )
     with progress_bar() as bar:
         summary = run(paths, settings, options, BarProgress(bar, threshold))
 
-    table = Table(title=f"slamctl infer: {len(summary.rows)} done, {summary.reused} already done, "
-                        f"{len(summary.failed)} failed")  # fmt: skip
+    table = Table(
+        title=f"slamctl infer: {len(summary.rows)} done, {summary.reused} already done, "
+        f"{len(summary.failed)} failed"
+    )
     for col in ("bag", "decision", "P(abnormal)", "cells", "skipped", "seconds"):
         table.add_column(col)
     for row in summary.rows:

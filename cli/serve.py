@@ -33,13 +33,22 @@ def serve(
     from serving.server import ServerSettings
     from serving.server import serve as run
 
-    settings = ServerSettings(repository=repository, host=host, grpc_port=grpc_port, http_port=http_port,
-                              metrics_port=metrics_port, threads=threads, log_file=log_file)  # fmt: skip
+    settings = ServerSettings(
+        repository=repository,
+        host=host,
+        grpc_port=grpc_port,
+        http_port=http_port,
+        metrics_port=metrics_port,
+        threads=threads,
+        log_file=log_file,
+    )
 
     def ready(models) -> None:
         names = ", ".join(f"{m.name} v{m.version}" for m in models)
-        err.print(f"serving {names}: gRPC {host}:{grpc_port}, HTTP {host}:{http_port}, "
-                  f"metrics http://{host}:{metrics_port}/metrics, log {settings.triton_log()} (Ctrl-C to stop)")  # fmt: skip
+        err.print(
+            f"serving {names}: gRPC {host}:{grpc_port}, HTTP {host}:{http_port}, "
+            f"metrics http://{host}:{metrics_port}/metrics, log {settings.triton_log()} (Ctrl-C to stop)"
+        )
 
     run(settings, on_ready=ready)
     err.print("server stopped")

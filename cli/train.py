@@ -43,9 +43,14 @@ def pretrain(
     from training.pretrain import pretrain as run
 
     overrides = {
-        "epochs": epochs, "batch_size": batch_size, "lr": lr, "image_size": image_size,
-        "crop_size": crop_size, "width": width, "num_workers": workers,
-    }  # fmt: skip
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "image_size": image_size,
+        "crop_size": crop_size,
+        "width": width,
+        "num_workers": workers,
+    }
     cfg = replace(
         PRESETS[preset.value],
         method=method.value,
@@ -85,9 +90,15 @@ def embed(
     with progress_bar() as bar:
         task = bar.add_task("embedding bags", total=None, info="")
         meta = embed_bags(
-            encoder, bags, out, features=features.value, batch_size=batch_size, num_workers=workers, device=device,
+            encoder,
+            bags,
+            out,
+            features=features.value,
+            batch_size=batch_size,
+            num_workers=workers,
+            device=device,
             on_bag=lambda done, total, bag_id: bar.update(task, completed=done, total=total, info=bag_id),
-        )  # fmt: skip
+        )
     err.print(f"embeddings ({meta['features']}, D={meta['dim']}) in {out}")
 
 
@@ -112,7 +123,7 @@ def mil(
             help="Choose the highest threshold reaching this sensitivity on validation bags "
             "(default: the threshold of best validation F1)."
         ),
-    ] = None,  # fmt: skip
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
     """Train the MIL aggregator on bag labels; the model kept has the lowest validation loss.
@@ -123,8 +134,16 @@ def mil(
     from training.checkpoint import MIL_KIND, load_checkpoint
     from training.mil import MilConfig, train_mil
 
-    cfg = MilConfig(aggregator=aggregator.value, epochs=epochs, lr=lr, n_proto=n_proto, val_fraction=val_fraction,
-                    patience=patience, target_sensitivity=target_sensitivity, seed=seed)  # fmt: skip
+    cfg = MilConfig(
+        aggregator=aggregator.value,
+        epochs=epochs,
+        lr=lr,
+        n_proto=n_proto,
+        val_fraction=val_fraction,
+        patience=patience,
+        target_sensitivity=target_sensitivity,
+        seed=seed,
+    )
     with progress_bar() as bar:
         task = bar.add_task(f"training {aggregator.value}", total=epochs, info="")
 

@@ -15,16 +15,23 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2
 BAG_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 
 REQUEST_LATENCY = Histogram(
-    "slamctl_request_latency_seconds", "Latency of one inference request, seen by the client",
-    ["model"], buckets=LATENCY_BUCKETS, registry=REGISTRY,
-)  # fmt: skip
+    "slamctl_request_latency_seconds",
+    "Latency of one inference request, seen by the client",
+    ["model"],
+    buckets=LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
 BAG_LATENCY = Histogram(
-    "slamctl_bag_latency_seconds", "Wall time of one bag, from its first image read to its report written",
-    buckets=BAG_BUCKETS, registry=REGISTRY,
-)  # fmt: skip
+    "slamctl_bag_latency_seconds",
+    "Wall time of one bag, from its first image read to its report written",
+    buckets=BAG_BUCKETS,
+    registry=REGISTRY,
+)
 CELLS = Counter("slamctl_cells_total", "Cells sent to the encoder", registry=REGISTRY)
 BAGS = Counter("slamctl_bags_total", "Bags finished, by status (ok or failed)", ["status"], registry=REGISTRY)
 ERRORS = Counter(
-    "slamctl_errors_total", "Errors by kind (unreadable_image, timeout, unavailable, server_error)",
-    ["kind"], registry=REGISTRY,
-)  # fmt: skip
+    "slamctl_errors_total",
+    "Errors by kind (unreadable_image, timeout, unavailable, server_error)",
+    ["kind"],
+    registry=REGISTRY,
+)

@@ -94,8 +94,19 @@ def write_result(result: BagResult, out: Path, fmt: str, top_k: int, source: str
     )
     d = data["decision"]
     for cell in data["top_k"]:
-        writer.writerow([result.bag, d["label"], f"{d['probability_abnormal']:.6f}", d["threshold"],
-                         d["threshold_source"], data["cells"],
-                         len(data["skipped"]), cell["rank"], cell["file"], f"{cell['attention']:.6g}"])  # fmt: skip
+        writer.writerow(
+            [
+                result.bag,
+                d["label"],
+                f"{d['probability_abnormal']:.6f}",
+                d["threshold"],
+                d["threshold_source"],
+                data["cells"],
+                len(data["skipped"]),
+                cell["rank"],
+                cell["file"],
+                f"{cell['attention']:.6g}",
+            ]
+        )
     write_atomic(path, buf.getvalue())
     return path

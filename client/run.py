@@ -140,10 +140,14 @@ def run(
     out = options.out
     out.mkdir(parents=True, exist_ok=True)
     model_info = {
-        "url": settings.url, "encoder": settings.encoder_model, "aggregator": settings.aggregator_model,
-        "input_size": models.size, "card_version": models.card["version"], "server_threshold": models.threshold,
+        "url": settings.url,
+        "encoder": settings.encoder_model,
+        "aggregator": settings.aggregator_model,
+        "input_size": models.size,
+        "card_version": models.card["version"],
+        "server_threshold": models.threshold,
         "threshold_rule": models.card["threshold_rule"],
-    }  # fmt: skip
+    }
     progress.start(models, len(bags))
     summary = RunSummary()
     page = None
@@ -168,8 +172,16 @@ def run(
                 write_result(result, out, options.format, options.top_k, str(bag), model_info)
                 metrics.BAGS.labels("ok").inc()
                 metrics.BAG_LATENCY.observe(time.perf_counter() - t0)
-                summary.rows.append((result.bag, result.label, f"{result.probability:.3f}", str(len(result.cells)),
-                                     str(len(result.skipped)), f"{result.timings['total_s']:.1f}"))  # fmt: skip
+                summary.rows.append(
+                    (
+                        result.bag,
+                        result.label,
+                        f"{result.probability:.3f}",
+                        str(len(result.cells)),
+                        str(len(result.skipped)),
+                        f"{result.timings['total_s']:.1f}",
+                    )
+                )
                 if page:
                     page.add(result, bag)
                 del result  # before the next bag: the run holds one bag's cells at a time

@@ -73,8 +73,10 @@ class TritonModels:
             )
         self.client = grpcclient.InferenceServerClient(settings.url, creds=creds)
         # the aggregator's requests go as wire bytes on a channel of their own (client.wire)
-        options = [("grpc.max_send_message_length", grpcclient.MAX_GRPC_MESSAGE_SIZE),
-                   ("grpc.max_receive_message_length", grpcclient.MAX_GRPC_MESSAGE_SIZE)]  # fmt: skip
+        options = [
+            ("grpc.max_send_message_length", grpcclient.MAX_GRPC_MESSAGE_SIZE),
+            ("grpc.max_receive_message_length", grpcclient.MAX_GRPC_MESSAGE_SIZE),
+        ]
         channel = (
             grpc.secure_channel(settings.url, creds, options)
             if creds
@@ -169,10 +171,12 @@ class EncoderStream:
         inp.set_data_from_numpy(images)
         t0 = time.perf_counter()
         self.models.client.async_infer(
-            self.settings.encoder_model, [inp],
+            self.settings.encoder_model,
+            [inp],
             callback=lambda result=None, error=None: self._done(start, images, attempt, t0, result, error),
-            outputs=[grpcclient.InferRequestedOutput(contract.EMBEDDINGS)], client_timeout=self.settings.timeout,
-        )  # fmt: skip
+            outputs=[grpcclient.InferRequestedOutput(contract.EMBEDDINGS)],
+            client_timeout=self.settings.timeout,
+        )
 
     def _done(self, start, images, attempt, t0, result, error) -> None:
         if error is not None:

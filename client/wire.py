@@ -37,8 +37,11 @@ def infer_request(model: str, name: str, tensor: np.ndarray, outputs: list[str])
         raise ValueError(f"{name}: expected a C-contiguous float32 or uint8 array, got {tensor.dtype}")
     header = service_pb2.ModelInferRequest(
         model_name=model,
-        inputs=[service_pb2.ModelInferRequest.InferInputTensor(
-            name=name, datatype=_DATATYPES[tensor.dtype], shape=tensor.shape)],
+        inputs=[
+            service_pb2.ModelInferRequest.InferInputTensor(
+                name=name, datatype=_DATATYPES[tensor.dtype], shape=tensor.shape
+            )
+        ],
         outputs=[service_pb2.ModelInferRequest.InferRequestedOutputTensor(name=o) for o in outputs],
-    ).SerializeToString()  # fmt: skip
+    ).SerializeToString()
     return b"".join((header, _RAW_INPUT_CONTENTS, varint(tensor.nbytes), tensor))

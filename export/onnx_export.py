@@ -74,9 +74,16 @@ def _to_onnx(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about Python-side input checks
         torch.onnx.export(
-            module.eval(), (example,), str(path), input_names=inputs, output_names=outputs,
-            dynamic_axes=dynamic_axes, opset_version=OPSET, dynamo=False, do_constant_folding=True,
-        )  # fmt: skip
+            module.eval(),
+            (example,),
+            str(path),
+            input_names=inputs,
+            output_names=outputs,
+            dynamic_axes=dynamic_axes,
+            opset_version=OPSET,
+            dynamo=False,
+            do_constant_folding=True,
+        )
     return onnx.load(str(path))
 
 
@@ -116,26 +123,57 @@ def export_pair(
         )
 
     enc = _to_onnx(
-        EncoderGraph(encoder, features), torch.zeros(2, size, size, 3, dtype=torch.uint8),
-        [contract.IMAGES], [contract.EMBEDDINGS],
-        {contract.IMAGES: {0: "batch"}, contract.EMBEDDINGS: {0: "batch"}}, workdir / "encoder.onnx",
-    )  # fmt: skip
+        EncoderGraph(encoder, features),
+        torch.zeros(2, size, size, 3, dtype=torch.uint8),
+        [contract.IMAGES],
+        [contract.EMBEDDINGS],
+        {contract.IMAGES: {0: "batch"}, contract.EMBEDDINGS: {0: "batch"}},
+        workdir / "encoder.onnx",
+    )
     agg = _to_onnx(
-        AggregatorGraph(aggregator), torch.randn(3, dim),
-        [contract.EMBEDDINGS], [contract.BAG_PROBS, contract.ATTENTION],
-        {contract.EMBEDDINGS: {0: "cells"}, contract.ATTENTION: {0: "cells"}}, workdir / "aggregator.onnx",
-    )  # fmt: skip
+        AggregatorGraph(aggregator),
+        torch.randn(3, dim),
+        [contract.EMBEDDINGS],
+        [contract.BAG_PROBS, contract.ATTENTION],
+        {contract.EMBEDDINGS: {0: "cells"}, contract.ATTENTION: {0: "cells"}},
+        workdir / "aggregator.onnx",
+    )
     common = {"slamctl_features": features, "slamctl_dim": dim}
-    _set_metadata(enc, {
-        **common, "slamctl_model": contract.ENCODER, "slamctl_input_size": size,
-        "slamctl_image_size": cfg["image_size"], "slamctl_mean": list(MEAN), "slamctl_std": list(STD),
-        "slamctl_training_config": cfg, "slamctl_checkpoint_sha256": enc_sha,
-    })  # fmt: skip
-    _set_metadata(agg, {
-        **common, "slamctl_model": contract.AGGREGATOR, "slamctl_training_config": mil_ckpt["config"],
-        "slamctl_checkpoint_sha256": agg_sha, "slamctl_encoder_sha256": enc_sha, "slamctl_threshold": threshold,
-    })  # fmt: skip
+    _set_metadata(
+        enc,
+        {
+            **common,
+            "slamctl_model": contract.ENCODER,
+            "slamctl_input_size": size,
+            "slamctl_image_size": cfg["image_size"],
+            "slamctl_mean": list(MEAN),
+            "slamctl_std": list(STD),
+            "slamctl_training_config": cfg,
+            "slamctl_checkpoint_sha256": enc_sha,
+        },
+    )
+    _set_metadata(
+        agg,
+        {
+            **common,
+            "slamctl_model": contract.AGGREGATOR,
+            "slamctl_training_config": mil_ckpt["config"],
+            "slamctl_checkpoint_sha256": agg_sha,
+            "slamctl_encoder_sha256": enc_sha,
+            "slamctl_threshold": threshold,
+        },
+    )
     for model in (enc, agg):
         onnx.checker.check_model(model)
-    return ExportedPair(enc, agg, size, int(cfg["image_size"]), dim, features, mil_ckpt["config"]["aggregator"],
-                        threshold, threshold_rule, health)  # fmt: skip
+    return ExportedPair(
+        enc,
+        agg,
+        size,
+        int(cfg["image_size"]),
+        dim,
+        features,
+        mil_ckpt["config"]["aggregator"],
+        threshold,
+        threshold_rule,
+        health,
+    )

@@ -76,8 +76,11 @@ def _shape(name: str, dims: list[int]) -> str:
 
 def encoder_config(size: int, dim: int, s: RepositorySettings, image_size: int | None = None) -> str:
     image = [size, size, 3]
-    shapes = (_shape(contract.IMAGES, [1, *image]), _shape(contract.IMAGES, [s.opt_batch, *image]),
-              _shape(contract.IMAGES, [s.max_batch_size, *image]))  # fmt: skip
+    shapes = (
+        _shape(contract.IMAGES, [1, *image]),
+        _shape(contract.IMAGES, [s.opt_batch, *image]),
+        _shape(contract.IMAGES, [s.max_batch_size, *image]),
+    )
     return (
         f'name: "{contract.ENCODER}"\nplatform: "onnxruntime_onnx"\nmax_batch_size: {s.max_batch_size}\n'
         "version_policy: { latest: { num_versions: 1 } }\n"
@@ -122,9 +125,13 @@ def existing_versions(model_dir: Path) -> list[int]:
 
 
 def write_repository(
-    pair, repository: Path, *, version: int | None = None, settings: RepositorySettings | None = None,
+    pair,
+    repository: Path,
+    *,
+    version: int | None = None,
+    settings: RepositorySettings | None = None,
     sources: dict | None = None,
-) -> int:  # fmt: skip
+) -> int:
     """Write both models as `version` (default: next free) and refresh configs and manifest."""
     settings = settings or RepositorySettings()
     if settings.max_batch_size < contract.ENCODER_MIN_MAX_BATCH:
@@ -148,13 +155,20 @@ def write_repository(
         write_atomic(folder / "model.onnx", models[name].SerializeToString())
         write_atomic(repository / name / "config.pbtxt", configs[name].encode())
     card = {
-        "version": version, "threshold": pair.threshold, "threshold_rule": pair.threshold_rule,
-        "input_size": pair.size, "image_size": pair.image_size, "dim": pair.dim, "features": pair.features,
-        "aggregator": pair.aggregator_name, "max_bag_cells": settings.max_bag_cells,
-        "degenerate": bool(pair.health.get("degenerate", False)), "health": pair.health,
+        "version": version,
+        "threshold": pair.threshold,
+        "threshold_rule": pair.threshold_rule,
+        "input_size": pair.size,
+        "image_size": pair.image_size,
+        "dim": pair.dim,
+        "features": pair.features,
+        "aggregator": pair.aggregator_name,
+        "max_bag_cells": settings.max_bag_cells,
+        "degenerate": bool(pair.health.get("degenerate", False)),
+        "health": pair.health,
         "sha256": {name: sha256_of(repository / name / str(version) / "model.onnx") for name in MODELS},
         "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }  # fmt: skip
+    }
     card_file = card_path(repository, version)
     card_file.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(card_file, (json.dumps(card, indent=2) + "\n").encode())
@@ -172,9 +186,14 @@ def write_repository(
     manifest["latest_version"] = max(version, manifest.get("latest_version", 0))
     manifest.setdefault("versions", {})[str(version)] = {
         "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "features": pair.features, "dim": pair.dim, "input_size": pair.size, "threshold": pair.threshold,
-        "threshold_rule": pair.threshold_rule, "degenerate": card["degenerate"], **(sources or {}),
-    }  # fmt: skip
+        "features": pair.features,
+        "dim": pair.dim,
+        "input_size": pair.size,
+        "threshold": pair.threshold,
+        "threshold_rule": pair.threshold_rule,
+        "degenerate": card["degenerate"],
+        **(sources or {}),
+    }
     write_atomic(manifest_path, (json.dumps(manifest, indent=2) + "\n").encode())
     return version
 

@@ -74,8 +74,12 @@ def _trt_params(config) -> dict[str, str]:
 def _check_profiles(checks: Checks, model: str, config, tensors: dict) -> None:
     params = _trt_params(config)
     keys = ("trt_profile_min_shapes", "trt_profile_opt_shapes", "trt_profile_max_shapes")
-    if not checks.add(model, "TensorRT profile shapes set", all(k in params for k in keys),
-                      ", ".join(k for k in keys if k not in params) or "min/opt/max"):  # fmt: skip
+    if not checks.add(
+        model,
+        "TensorRT profile shapes set",
+        all(k in params for k in keys),
+        ", ".join(k for k in keys if k not in params) or "min/opt/max",
+    ):
         return
     parsed = []
     for key in keys:
@@ -102,8 +106,12 @@ def _check_profiles(checks: Checks, model: str, config, tensors: dict) -> None:
         ok = all(1 <= a <= b <= c for a, b, c in zip(lo, opt, hi))
         checks.add(model, f"profile min <= opt <= max for {name}", ok, f"{lo} {opt} {hi}")
         if config.max_batch_size > 0:
-            checks.add(model, "profile batch within max_batch_size", hi[0] <= config.max_batch_size,
-                       f"max {hi[0]} vs max_batch_size {config.max_batch_size}")  # fmt: skip
+            checks.add(
+                model,
+                "profile batch within max_batch_size",
+                hi[0] <= config.max_batch_size,
+                f"max {hi[0]} vs max_batch_size {config.max_batch_size}",
+            )
 
 
 def check_model_config(checks: Checks, repo: Path, model: str):
@@ -125,23 +133,43 @@ def check_model_config(checks: Checks, repo: Path, model: str):
     checks.add(model, "platform onnxruntime_onnx", config.platform == "onnxruntime_onnx", config.platform)
     batching = config.max_batch_size > 0
     if model == contract.ENCODER:
-        checks.add(model, f"max_batch_size >= {contract.ENCODER_MIN_MAX_BATCH}",
-                   config.max_batch_size >= contract.ENCODER_MIN_MAX_BATCH, str(config.max_batch_size))  # fmt: skip
+        checks.add(
+            model,
+            f"max_batch_size >= {contract.ENCODER_MIN_MAX_BATCH}",
+            config.max_batch_size >= contract.ENCODER_MIN_MAX_BATCH,
+            str(config.max_batch_size),
+        )
         checks.add(model, "dynamic batching", config.HasField("dynamic_batching"))
         preferred = list(config.dynamic_batching.preferred_batch_size)
-        checks.add(model, "preferred batch sizes <= max_batch_size",
-                   all(0 < b <= config.max_batch_size for b in preferred), f"{preferred} vs {config.max_batch_size}")  # fmt: skip
+        checks.add(
+            model,
+            "preferred batch sizes <= max_batch_size",
+            all(0 < b <= config.max_batch_size for b in preferred),
+            f"{preferred} vs {config.max_batch_size}",
+        )
         value = config.parameters[contract.IMAGE_SIZE_PARAMETER].string_value
         size = config.input[0].dims[0] if config.input and config.input[0].dims else 0
-        checks.add(model, f"parameter {contract.IMAGE_SIZE_PARAMETER} >= input size",
-                   value.isdigit() and int(value) >= size, f"{value!r} vs S={size}")  # fmt: skip
+        checks.add(
+            model,
+            f"parameter {contract.IMAGE_SIZE_PARAMETER} >= input size",
+            value.isdigit() and int(value) >= size,
+            f"{value!r} vs S={size}",
+        )
     else:
-        checks.add(model, "max_batch_size 0 (one bag per request)", config.max_batch_size == 0,
-                   str(config.max_batch_size))  # fmt: skip
+        checks.add(
+            model,
+            "max_batch_size 0 (one bag per request)",
+            config.max_batch_size == 0,
+            str(config.max_batch_size),
+        )
 
     versions = existing_versions(repo / model)
-    if not checks.add(model, "a version folder with model.onnx", versions and (repo / model / str(versions[-1]) /
-                      "model.onnx").is_file(), f"versions {versions}"):  # fmt: skip
+    if not checks.add(
+        model,
+        "a version folder with model.onnx",
+        versions and (repo / model / str(versions[-1]) / "model.onnx").is_file(),
+        f"versions {versions}",
+    ):
         return None
     onnx_path = repo / model / str(versions[-1]) / "model.onnx"
     try:
@@ -153,11 +181,17 @@ def check_model_config(checks: Checks, repo: Path, model: str):
         )
         return None
     checks.add(model, "model.onnx loads and passes onnx.checker", True, str(onnx_path))
-    for kind, entries, values in (("input", config.input, graph.graph.input), ("output", config.output,
-                                                                              graph.graph.output)):  # fmt: skip
+    for kind, entries, values in (
+        ("input", config.input, graph.graph.input),
+        ("output", config.output, graph.graph.output),
+    ):
         want, have = _config_tensors(entries, batching), _onnx_tensors(values)
-        checks.add(model, f"{kind} names equal the ONNX graph's", set(want) == set(have),
-                   f"config {sorted(want)} vs onnx {sorted(have)}")  # fmt: skip
+        checks.add(
+            model,
+            f"{kind} names equal the ONNX graph's",
+            set(want) == set(have),
+            f"config {sorted(want)} vs onnx {sorted(have)}",
+        )
         for name in set(want) & set(have):
             checks.add(
                 model,
@@ -165,13 +199,23 @@ def check_model_config(checks: Checks, repo: Path, model: str):
                 want[name][0] == have[name][0],
                 f"{want[name][0]} vs {have[name][0]}",
             )
-            checks.add(model, f"{kind} {name} dims", want[name][1] == have[name][1], f"config {want[name][1]} vs onnx {have[name][1]}")  # fmt: skip
-    specs = {contract.ENCODER: (contract.encoder_inputs(0), contract.encoder_outputs(0)),
-             contract.AGGREGATOR: (contract.aggregator_inputs(0), contract.aggregator_outputs())}[model]  # fmt: skip
+            checks.add(
+                model,
+                f"{kind} {name} dims",
+                want[name][1] == have[name][1],
+                f"config {want[name][1]} vs onnx {have[name][1]}",
+            )
+    specs = {
+        contract.ENCODER: (contract.encoder_inputs(0), contract.encoder_outputs(0)),
+        contract.AGGREGATOR: (contract.aggregator_inputs(0), contract.aggregator_outputs()),
+    }[model]
     contract_names = tuple({t.name for t in tensors} for tensors in specs)
-    checks.add(model, "tensor names follow the serving contract",
-               ({e.name for e in config.input}, {e.name for e in config.output}) == contract_names,
-               f"inputs {[e.name for e in config.input]}, outputs {[e.name for e in config.output]}")  # fmt: skip
+    checks.add(
+        model,
+        "tensor names follow the serving contract",
+        ({e.name for e in config.input}, {e.name for e in config.output}) == contract_names,
+        f"inputs {[e.name for e in config.input]}, outputs {[e.name for e in config.output]}",
+    )
     _check_profiles(checks, model, config, _config_tensors(config.input, batching))
     return config, onnx_path
 
@@ -184,8 +228,12 @@ def check_manifest(checks: Checks, repo: Path) -> None:
         return
     files = json.loads(path.read_text()).get("files", {})
     on_disk = {str(p.relative_to(repo)) for p in repo.glob("*/*/model.onnx")}
-    checks.add("repository", "manifest lists every model file", on_disk <= set(files),
-               ", ".join(sorted(on_disk - set(files))) or f"{len(files)} files")  # fmt: skip
+    checks.add(
+        "repository",
+        "manifest lists every model file",
+        on_disk <= set(files),
+        ", ".join(sorted(on_disk - set(files))) or f"{len(files)} files",
+    )
     for rel, digest in sorted(files.items()):
         f = repo / rel
         ok = f.is_file() and sha256_of(f) == digest
@@ -210,8 +258,12 @@ def check_card(checks: Checks, repo: Path, onnx_paths: dict[str, Path]) -> None:
     except SlamError as e:
         checks.add(model, "config.pbtxt parses", False, str(e))
         return
-    checks.add(model, "backend python, no batching", (config.backend, config.max_batch_size) == ("python", 0),
-               f"backend {config.backend!r}, max_batch_size {config.max_batch_size}")  # fmt: skip
+    checks.add(
+        model,
+        "backend python, no batching",
+        (config.backend, config.max_batch_size) == ("python", 0),
+        f"backend {config.backend!r}, max_batch_size {config.max_batch_size}",
+    )
     want = {t.name: (t.triton_dtype, t.dims) for t in contract.card_inputs() + contract.card_outputs()}
     have = {
         e.name: (dtype_name(e.data_type), tuple(e.dims)) for e in list(config.input) + list(config.output)
@@ -228,13 +280,21 @@ def check_card(checks: Checks, repo: Path, onnx_paths: dict[str, Path]) -> None:
         checks.add(model, "card.json is a model card", False, str(e))
         return
     checks.add(model, "card.json is a model card", True)
-    checks.add(model, "card version equals its folder", str(card["version"]) == folder.name,
-               f"{card['version']} in {folder.name}/")  # fmt: skip
+    checks.add(
+        model,
+        "card version equals its folder",
+        str(card["version"]) == folder.name,
+        f"{card['version']} in {folder.name}/",
+    )
     checks.add(model, "threshold in [0, 1]", 0 <= float(card["threshold"]) <= 1, str(card["threshold"]))
     for name, path in onnx_paths.items():
         ok = card["sha256"].get(name) == sha256_of(path)
-        checks.add(model, f"card's sha256 of {name} matches {path.parent.name}/model.onnx", ok,
-                   "matches" if ok else f"card {str(card['sha256'].get(name))[:12]}... differs from {path}")  # fmt: skip
+        checks.add(
+            model,
+            f"card's sha256 of {name} matches {path.parent.name}/model.onnx",
+            ok,
+            "matches" if ok else f"card {str(card['sha256'].get(name))[:12]}... differs from {path}",
+        )
 
 
 def _session(path: Path):
@@ -251,20 +311,30 @@ def run_samples(
     for batch in (1, 5):
         images = rng.integers(0, 256, size=(batch, size, size, 3), dtype=np.uint8)
         (emb,) = enc.run([contract.EMBEDDINGS], {contract.IMAGES: images})
-        checks.add(contract.ENCODER, f"ONNX Runtime runs a batch of {batch}",
-                   emb.shape == (batch, dim) and np.isfinite(emb).all(), f"EMBEDDINGS {emb.shape}")  # fmt: skip
+        checks.add(
+            contract.ENCODER,
+            f"ONNX Runtime runs a batch of {batch}",
+            emb.shape == (batch, dim) and np.isfinite(emb).all(),
+            f"EMBEDDINGS {emb.shape}",
+        )
     agg = _session(aggregator_onnx)
     for n in (1, max_bag):
-        probs, attention = agg.run([contract.BAG_PROBS, contract.ATTENTION],
-                                   {contract.EMBEDDINGS: rng.normal(size=(n, dim)).astype(np.float32)})  # fmt: skip
+        probs, attention = agg.run(
+            [contract.BAG_PROBS, contract.ATTENTION],
+            {contract.EMBEDDINGS: rng.normal(size=(n, dim)).astype(np.float32)},
+        )
         ok = (
             probs.shape == (2,)
             and attention.shape == (n,)
             and abs(probs.sum() - 1) < 1e-5
             and abs(attention.sum() - 1) < 1e-3
         )
-        checks.add(contract.AGGREGATOR, f"ONNX Runtime runs a bag of {n} cells", ok,
-                   f"BAG_PROBS {probs.shape} sum {probs.sum():.6f}, ATTENTION {attention.shape}")  # fmt: skip
+        checks.add(
+            contract.AGGREGATOR,
+            f"ONNX Runtime runs a bag of {n} cells",
+            ok,
+            f"BAG_PROBS {probs.shape} sum {probs.sum():.6f}, ATTENTION {attention.shape}",
+        )
 
 
 def check_parity(

@@ -67,8 +67,12 @@ def main(out: Path) -> None:
         for features in ("h", "z"):
             embed_bags(ckpt, bags, run / f"emb_{features}", features=features)
             aucs[features] = probe(run / f"emb_{features}", bags)
-        done[name] = {"setting": name, "probe_auc_h": f"{aucs['h']:.3f}", "probe_auc_z": f"{aucs['z']:.3f}",
-                      "pretrain_s": f"{seconds:.0f}"}  # fmt: skip
+        done[name] = {
+            "setting": name,
+            "probe_auc_h": f"{aucs['h']:.3f}",
+            "probe_auc_z": f"{aucs['z']:.3f}",
+            "pretrain_s": f"{seconds:.0f}",
+        }
         with open(table, "w", newline="") as f:
             writer = csv.DictWriter(f, COLUMNS)
             writer.writeheader()

@@ -46,8 +46,22 @@ def start_server(repository: Path, workdir: Path, timeout: float = 90.0, threads
     grpc, http, metrics = free_ports(3)
     log = workdir / "serve.log"
     exe = shutil.which("slamctl", path=str(Path(sys.executable).parent)) or "slamctl"
-    cmd = [exe, "serve", "--repository", str(repository), "--grpc-port", str(grpc), "--http-port", str(http),
-           "--metrics-port", str(metrics), "--threads", str(threads), "--log-file", str(workdir / "triton.log")]  # fmt: skip
+    cmd = [
+        exe,
+        "serve",
+        "--repository",
+        str(repository),
+        "--grpc-port",
+        str(grpc),
+        "--http-port",
+        str(http),
+        "--metrics-port",
+        str(metrics),
+        "--threads",
+        str(threads),
+        "--log-file",
+        str(workdir / "triton.log"),
+    ]
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + timeout
@@ -59,8 +73,9 @@ def start_server(repository: Path, workdir: Path, timeout: float = 90.0, threads
         try:
             for model in contract.SERVED_MODELS:
                 urllib.request.urlopen(f"http://127.0.0.1:{http}/v2/models/{model}/ready", timeout=2).close()
-            return RunningServer(proc, f"127.0.0.1:{grpc}",
-                                 f"http://127.0.0.1:{metrics}/metrics", metrics, log)  # fmt: skip
+            return RunningServer(
+                proc, f"127.0.0.1:{grpc}", f"http://127.0.0.1:{metrics}/metrics", metrics, log
+            )
         except OSError:
             pass
         time.sleep(0.5)

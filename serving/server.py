@@ -68,8 +68,11 @@ def python_backend_env(environ: dict[str, str] | None = None) -> dict[str, str]:
 
 def check_ports(settings: ServerSettings) -> None:
     """One-line error if a port is taken (Triton would otherwise fail after seconds)."""
-    for option, port in (("--grpc-port", settings.grpc_port), ("--http-port", settings.http_port),
-                         ("--metrics-port", settings.metrics_port)):  # fmt: skip
+    for option, port in (
+        ("--grpc-port", settings.grpc_port),
+        ("--http-port", settings.http_port),
+        ("--metrics-port", settings.metrics_port),
+    ):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
@@ -104,13 +107,19 @@ def read_models(repository: Path) -> list[ServedModel]:
         max_bag = (
             config.parameters[contract.MAX_BAG_PARAMETER].string_value if name == contract.AGGREGATOR else ""
         )
-        models.append(ServedModel(
-            name=name, version=version, onnx_path=repository / name / str(version) / "model.onnx",
-            inputs=tensors(config.input), outputs=tensors(config.output), max_batch_size=config.max_batch_size,
-            preferred_batch_sizes=list(config.dynamic_batching.preferred_batch_size),
-            max_queue_delay_us=config.dynamic_batching.max_queue_delay_microseconds,
-            max_bag_cells=int(max_bag) if max_bag else None,
-        ))  # fmt: skip
+        models.append(
+            ServedModel(
+                name=name,
+                version=version,
+                onnx_path=repository / name / str(version) / "model.onnx",
+                inputs=tensors(config.input),
+                outputs=tensors(config.output),
+                max_batch_size=config.max_batch_size,
+                preferred_batch_sizes=list(config.dynamic_batching.preferred_batch_size),
+                max_queue_delay_us=config.dynamic_batching.max_queue_delay_microseconds,
+                max_bag_cells=int(max_bag) if max_bag else None,
+            )
+        )
     return models
 
 
@@ -208,11 +217,18 @@ def serve(settings: ServerSettings, *, on_ready: Callable[[list[ServedModel]], N
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops like Ctrl-C
     os.environ.update(python_backend_env())
     config = TritonConfig(
-        http_address=settings.host, http_port=settings.http_port, grpc_address=settings.host,
-        grpc_port=settings.grpc_port, metrics_address=settings.host, metrics_port=settings.metrics_port,
-        allow_metrics=True, allow_cpu_metrics=True, allow_gpu_metrics=gpu_visible(), log_verbose=settings.log_verbose,
+        http_address=settings.host,
+        http_port=settings.http_port,
+        grpc_address=settings.host,
+        grpc_port=settings.grpc_port,
+        metrics_address=settings.host,
+        metrics_port=settings.metrics_port,
+        allow_metrics=True,
+        allow_cpu_metrics=True,
+        allow_gpu_metrics=gpu_visible(),
+        log_verbose=settings.log_verbose,
         log_file=settings.triton_log(),
-    )  # fmt: skip
+    )
     logging.getLogger("pytriton").setLevel(logging.WARNING)  # its INFO lines repeat what we log
     try:  # SIGTERM/Ctrl-C may come at any moment, also while the models load; `with` stops Triton
         with Triton(config=config) as triton:
@@ -220,17 +236,22 @@ def serve(settings: ServerSettings, *, on_ready: Callable[[list[ServedModel]], N
                 session = make_session(m, settings.threads)
                 batching = m.max_batch_size > 0
                 model_config = ModelConfig(
-                    batching=batching, max_batch_size=max(m.max_batch_size, 1),
-                    batcher=DynamicBatcher(max_queue_delay_microseconds=m.max_queue_delay_us,
-                                           preferred_batch_size=m.preferred_batch_sizes or None),
-                )  # fmt: skip
+                    batching=batching,
+                    max_batch_size=max(m.max_batch_size, 1),
+                    batcher=DynamicBatcher(
+                        max_queue_delay_microseconds=m.max_queue_delay_us,
+                        preferred_batch_size=m.preferred_batch_sizes or None,
+                    ),
+                )
                 triton.bind(
-                    model_name=m.name, model_version=m.version,
+                    model_name=m.name,
+                    model_version=m.version,
                     infer_func=batched_infer(session, m) if batching else bag_infer(session, m),
                     inputs=[Tensor(name=n, dtype=d, shape=s) for n, d, s in m.inputs],
                     outputs=[Tensor(name=n, dtype=d, shape=s) for n, d, s in m.outputs],
-                    config=model_config, strict=True,
-                )  # fmt: skip
+                    config=model_config,
+                    strict=True,
+                )
                 log.info(
                     "loaded %s version %d (%s) on %s",
                     m.name,
@@ -239,11 +260,15 @@ def serve(settings: ServerSettings, *, on_ready: Callable[[list[ServedModel]], N
                     session.get_providers()[0],
                 )
             triton.bind(
-                model_name=contract.MODEL_CARD, infer_func=card_infer(card),
-                inputs=[Tensor(name=t.name, dtype=t.numpy_dtype, shape=t.dims) for t in contract.card_inputs()],
+                model_name=contract.MODEL_CARD,
+                infer_func=card_infer(card),
+                inputs=[
+                    Tensor(name=t.name, dtype=t.numpy_dtype, shape=t.dims) for t in contract.card_inputs()
+                ],
                 outputs=[Tensor(name=t.name, dtype=np.bytes_, shape=t.dims) for t in contract.card_outputs()],
-                config=ModelConfig(batching=False), strict=True,
-            )  # fmt: skip
+                config=ModelConfig(batching=False),
+                strict=True,
+            )
             triton.run()
             if on_ready:
                 on_ready(models)

@@ -12,8 +12,18 @@ import json
 
 from slamctl.errors import SlamError
 
-REQUIRED = ("version", "threshold", "threshold_rule", "input_size", "image_size", "dim", "features",
-            "max_bag_cells", "degenerate", "sha256")  # fmt: skip
+REQUIRED = (
+    "version",
+    "threshold",
+    "threshold_rule",
+    "input_size",
+    "image_size",
+    "dim",
+    "features",
+    "max_bag_cells",
+    "degenerate",
+    "sha256",
+)
 
 
 def parse_card(data: bytes | str, source: str) -> dict:

@@ -61,8 +61,16 @@ def tiny_models(tiny_bags, tmp_path_factory) -> TinyModels:
     from training.pretrain import PretrainConfig, pretrain
 
     run = tmp_path_factory.mktemp("models")
-    cfg = PretrainConfig(epochs=1, batch_size=8, warmup_epochs=0, image_size=40, crop_size=32, width=4,
-                         proj_dim=8, num_workers=0)  # fmt: skip
+    cfg = PretrainConfig(
+        epochs=1,
+        batch_size=8,
+        warmup_epochs=0,
+        image_size=40,
+        crop_size=32,
+        width=4,
+        proj_dim=8,
+        num_workers=0,
+    )
     encoder = pretrain(cfg, tiny_bags, run)
     embed_bags(encoder, tiny_bags, run / "emb", num_workers=0)
     aggregator = train_mil(MilConfig(epochs=3, patience=3), run / "emb", tiny_bags / "labels.csv", run)

@@ -24,7 +24,7 @@ from training.bagset import (
     assign_splits,
     list_images,
     write_csv,
-)  # fmt: skip
+)
 from training.synthetic import positives_in_bag
 
 log = logging.getLogger(__name__)

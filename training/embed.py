@@ -106,9 +106,14 @@ def embed_bags(
     bags: list[Bag] = load_bags(bags_dir)
     dim = model.config.feature_dim if features == "h" else model.config.proj_dim
     meta = {
-        "encoder": str(encoder_path), "encoder_sha256": sha256_of(encoder_path), "features": features,
-        "dim": dim, "image_size": cfg["image_size"], "crop_size": cfg["crop_size"], "method": cfg["method"],
-    }  # fmt: skip
+        "encoder": str(encoder_path),
+        "encoder_sha256": sha256_of(encoder_path),
+        "features": features,
+        "dim": dim,
+        "image_size": cfg["image_size"],
+        "crop_size": cfg["crop_size"],
+        "method": cfg["method"],
+    }
     out.mkdir(parents=True, exist_ok=True)
     meta_path = out / META_FILE
     if meta_path.exists():
@@ -121,9 +126,11 @@ def embed_bags(
         path = out / f"{bag.bag_id}.npz"
         if not path.exists():
             loader = DataLoader(
-                _CellImages(bag.files, cfg["image_size"]), batch_size=batch_size,
-                num_workers=num_workers, collate_fn=_collate,
-            )  # fmt: skip
+                _CellImages(bag.files, cfg["image_size"]),
+                batch_size=batch_size,
+                num_workers=num_workers,
+                collate_fn=_collate,
+            )
             chunks, kept, skipped = [], [], []
             for images, ok, bad in loader:
                 skipped += [bag.files[i].name for i in bad]

@@ -64,8 +64,19 @@ def evaluate(
             found_counts.append(found)
             found_fracs.append(frac)
             chance.append(min(k, len(bag.names)) / len(bag.names))  # a random ranking's expected fraction
-        bag_rows.append((bag.bag_id, y, f"{p:.6f}", int(p >= threshold), len(bag.names), int(positive.sum()), k,
-                         found if y else "", f"{frac:.4f}" if y else ""))  # fmt: skip
+        bag_rows.append(
+            (
+                bag.bag_id,
+                y,
+                f"{p:.6f}",
+                int(p >= threshold),
+                len(bag.names),
+                int(positive.sum()),
+                k,
+                found if y else "",
+                f"{frac:.4f}" if y else "",
+            )
+        )
         ranks = np.empty(len(att), dtype=int)
         ranks[np.argsort(-att, kind="stable")] = np.arange(1, len(att) + 1)
         cell_rows += [
@@ -78,18 +89,41 @@ def evaluate(
         _cell_probe(load_split_bags(emb_dir, Path(bags_dir) / LABELS_FILE, None)[0], truth) if truth else None
     )
     summary = {
-        "bags": len(bags), "abnormal_bags": int(sum(ys)), "threshold": threshold, "threshold_rule": rule, **metrics,
-        "top_k": top_k or "0.4 x bag size", "top_k_found_mean": float(np.mean(found_counts)) if found_counts else None,
+        "bags": len(bags),
+        "abnormal_bags": int(sum(ys)),
+        "threshold": threshold,
+        "threshold_rule": rule,
+        **metrics,
+        "top_k": top_k or "0.4 x bag size",
+        "top_k_found_mean": float(np.mean(found_counts)) if found_counts else None,
         "top_k_fraction_mean": float(np.nanmean(found_fracs)) if found_fracs else None,
         "top_k_chance_mean": float(np.mean(chance)) if chance else None,
-        "aggregator": ckpt["config"]["aggregator"], "features": meta["features"],
-        "encoder_method": meta["method"], "split": split, "probe_auc": probe,
-        "degenerate": health.degenerate, "health": health.as_dict(), "training_health": ckpt.get("health"),
-    }  # fmt: skip
+        "aggregator": ckpt["config"]["aggregator"],
+        "features": meta["features"],
+        "encoder_method": meta["method"],
+        "split": split,
+        "probe_auc": probe,
+        "degenerate": health.degenerate,
+        "health": health.as_dict(),
+        "training_health": ckpt.get("health"),
+    }
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    write_csv(out / "bags.csv", ["bag_id", "label", "prob_abnormal", "prediction", "cells", "positives", "k",
-                                 "top_k_found", "top_k_fraction"], bag_rows)  # fmt: skip
+    write_csv(
+        out / "bags.csv",
+        [
+            "bag_id",
+            "label",
+            "prob_abnormal",
+            "prediction",
+            "cells",
+            "positives",
+            "k",
+            "top_k_found",
+            "top_k_fraction",
+        ],
+        bag_rows,
+    )
     write_csv(out / "cells.csv", ["bag_id", "cell", "attention", "rank", "truth"], cell_rows)
     write_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary

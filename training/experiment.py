@@ -51,8 +51,15 @@ PRESETS = {
     "cpu": SweepConfig(
         synth=SynthConfig(bags=32, cells_per_bag=200, image_size=40, bag_size_jitter=0.0, test_fraction=0.34),
         pretrain=PretrainConfig(
-            epochs=4, batch_size=128, warmup_epochs=1, image_size=40, crop_size=32, width=8, proj_dim=64,
-            lr=0.05, num_workers=0,
+            epochs=4,
+            batch_size=128,
+            warmup_epochs=1,
+            image_size=40,
+            crop_size=32,
+            width=8,
+            proj_dim=64,
+            lr=0.05,
+            num_workers=0,
         ),
         mil=MilConfig(epochs=40, patience=10),
     ),
@@ -60,17 +67,26 @@ PRESETS = {
     "smoke": SweepConfig(
         synth=SynthConfig(bags=8, cells_per_bag=12, image_size=40, bag_size_jitter=0.0, test_fraction=0.5),
         pretrain=PretrainConfig(
-            epochs=1, batch_size=16, warmup_epochs=0, image_size=40, crop_size=32, width=4, proj_dim=8, num_workers=0,
+            epochs=1,
+            batch_size=16,
+            warmup_epochs=0,
+            image_size=40,
+            crop_size=32,
+            width=4,
+            proj_dim=8,
+            num_workers=0,
         ),
         mil=MilConfig(epochs=3, patience=3),
     ),
     # The paper's sizes for GPU servers: 1000-cell bags of 250 px cells, full ResNet18, 150 epochs.
     "paper": SweepConfig(
-        synth=SynthConfig(bags=200, cells_per_bag=1000, image_size=250, bag_size_jitter=0.0, test_fraction=0.25),
+        synth=SynthConfig(
+            bags=200, cells_per_bag=1000, image_size=250, bag_size_jitter=0.0, test_fraction=0.25
+        ),
         pretrain=PretrainConfig(num_workers=8),
         mil=MilConfig(epochs=100, patience=20),
     ),
-}  # fmt: skip
+}
 
 
 def conflict_stats(telemetry: Path) -> tuple[float, float]:
@@ -135,10 +151,18 @@ def run_sweep(
                 run = out / "runs" / method / f"wr{wr:g}_seed{seed}"
                 s = run_one(cfg, data, run, method, seed)
                 frac, cos = conflict_stats(run / "telemetry.csv")
-                rows.append({
-                    "method": method, "witness_rate": wr, "seed": seed, "f1": s["f1"], "auc": s["auc"],
-                    "top_k_fraction": s["top_k_fraction_mean"], "conflict_fraction": frac, "mean_grad_cos": cos,
-                })  # fmt: skip
+                rows.append(
+                    {
+                        "method": method,
+                        "witness_rate": wr,
+                        "seed": seed,
+                        "f1": s["f1"],
+                        "auc": s["auc"],
+                        "top_k_fraction": s["top_k_fraction_mean"],
+                        "conflict_fraction": frac,
+                        "mean_grad_cos": cos,
+                    }
+                )
                 done += 1
                 if on_run:
                     on_run(done, total, f"{method} wr={wr:g} seed={seed}")
@@ -195,7 +219,7 @@ def write_tables(rows: list[dict], cfg: SweepConfig, out: Path) -> None:
     )
     (out / "results.md").write_text("\n".join(md) + "\n")
     (out / "conflicts.md").write_text("\n".join(conflicts) + "\n")
-    plot(rows, cfg, out / "results.png")  # fmt: skip
+    plot(rows, cfg, out / "results.png")
 
 
 def plot(rows: list[dict], cfg: SweepConfig, path: Path) -> None:
@@ -210,8 +234,12 @@ def plot(rows: list[dict], cfg: SweepConfig, path: Path) -> None:
         (axes[1], "top_k_fraction", "Top-K positive-cell retrieval"),
     ):
         for method in cfg.methods:
-            means, stds = zip(*[_mean_std([r[key] for r in rows if r["method"] == method and r["witness_rate"] == wr])
-                                for wr in cfg.witness_rates])  # fmt: skip
+            means, stds = zip(
+                *[
+                    _mean_std([r[key] for r in rows if r["method"] == method and r["witness_rate"] == wr])
+                    for wr in cfg.witness_rates
+                ]
+            )
             ax.errorbar(
                 [100 * w for w in cfg.witness_rates], means, yerr=stds, marker="o", capsize=3, label=method
             )
@@ -275,6 +303,10 @@ def cell_classifier_auc(
             opt.step()
     model.eval()
     with torch.no_grad():
-        scores = torch.cat([torch.softmax(model.classify(model(center_crop(x, crop))[0]), 1)[:, 1]
-                            for x in x_test.split(256)])  # fmt: skip
+        scores = torch.cat(
+            [
+                torch.softmax(model.classify(model(center_crop(x, crop))[0]), 1)[:, 1]
+                for x in x_test.split(256)
+            ]
+        )
     return roc_auc(y_test.numpy(), scores.numpy())

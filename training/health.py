@@ -45,8 +45,13 @@ class ModelHealth:
         return bool(self.reasons)
 
     def as_dict(self) -> dict:
-        return {"attention_entropy": self.attention_entropy, "prob_spread": self.prob_spread,
-                "prob_std": self.prob_std, "degenerate": self.degenerate, "reasons": self.reasons}  # fmt: skip
+        return {
+            "attention_entropy": self.attention_entropy,
+            "prob_spread": self.prob_spread,
+            "prob_std": self.prob_std,
+            "degenerate": self.degenerate,
+            "reasons": self.reasons,
+        }
 
 
 def model_health(probs: np.ndarray, attention: list[np.ndarray]) -> ModelHealth:

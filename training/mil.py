@@ -162,12 +162,22 @@ def train_mil(
     val_probs, val_attention = predict(model, val_bags)
     threshold = choose_threshold(np.array(val_ys), val_probs, cfg.target_sensitivity)
     path = out / "mil.pt"
-    save_checkpoint({
-        "kind": MIL_KIND, "model": best_state, "config": asdict(cfg), "in_dim": meta["dim"],
-        "embedding": meta, "best": best, "fit_bags": len(fit), "val_bags": len(val),
-        "threshold": threshold, "threshold_rule": threshold_rule(cfg.target_sensitivity),
-        "health": model_health(val_probs, val_attention).as_dict(),
-    }, path)  # fmt: skip
+    save_checkpoint(
+        {
+            "kind": MIL_KIND,
+            "model": best_state,
+            "config": asdict(cfg),
+            "in_dim": meta["dim"],
+            "embedding": meta,
+            "best": best,
+            "fit_bags": len(fit),
+            "val_bags": len(val),
+            "threshold": threshold,
+            "threshold_rule": threshold_rule(cfg.target_sensitivity),
+            "health": model_health(val_probs, val_attention).as_dict(),
+        },
+        path,
+    )
     return path
 
 

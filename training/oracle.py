@@ -62,8 +62,13 @@ def write_oracle(config: OracleConfig, out: Path) -> Path:
         names = np.array([f"cell_{c:05d}.png" for c in range(n)])
         save_npz(out / f"{bag_id}.npz", features=x, names=names, skipped=np.array([], dtype=str))
         cell_rows += [(bag_id, name, int(p)) for name, p in zip(names, positive)]
-    meta = {"dim": config.dim, "features": "oracle", "method": "oracle", "encoder_sha256": None,
-            "oracle": asdict(config)}  # fmt: skip
+    meta = {
+        "dim": config.dim,
+        "features": "oracle",
+        "method": "oracle",
+        "encoder_sha256": None,
+        "oracle": asdict(config),
+    }
     (out / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     write_csv(out / CELLS_FILE, ["bag_id", "file", "positive"], cell_rows)
     write_csv(out / SPLIT_FILE, ["bag_id", "split"], [(f"bag_{i:04d}", s) for i, s in enumerate(splits)])

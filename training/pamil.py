@@ -35,9 +35,15 @@ ATTENTION_SCALE = 10.0
 
 class PAMIL(nn.Module):
     def __init__(
-        self, in_dim: int, *, n_proto: int = 10, hidden: int = 512, attn_dim: int = 256, n_classes: int = 2,
+        self,
+        in_dim: int,
+        *,
+        n_proto: int = 10,
+        hidden: int = 512,
+        attn_dim: int = 256,
+        n_classes: int = 2,
         dropout: float = 0.25,
-    ):  # fmt: skip
+    ):
         super().__init__()
         self.in_dim = in_dim
         self.proto = nn.Parameter(torch.randn(n_proto, in_dim))

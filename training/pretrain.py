@@ -47,9 +47,18 @@ METHODS = {
     "supervised": None,
 }
 TELEMETRY_COLUMNS = [
-    "step", "epoch", "lr", "loss_a", "loss_b", "grad_cos", "conflict", "grad_norm",
-    "cells", "skipped", "seconds",
-]  # fmt: skip
+    "step",
+    "epoch",
+    "lr",
+    "loss_a",
+    "loss_b",
+    "grad_cos",
+    "conflict",
+    "grad_norm",
+    "cells",
+    "skipped",
+    "seconds",
+]
 
 
 @dataclass(frozen=True)
@@ -92,10 +101,16 @@ PRESETS = {
     "paper": PretrainConfig(),
     # A CPU run on small synthetic cells (72 px, crop 64) that finishes in minutes.
     "tiny": PretrainConfig(
-        epochs=3, batch_size=64, warmup_epochs=1, image_size=72, crop_size=64,
-        width=16, proj_dim=128, num_workers=2,
+        epochs=3,
+        batch_size=64,
+        warmup_epochs=1,
+        image_size=72,
+        crop_size=64,
+        width=16,
+        proj_dim=128,
+        num_workers=2,
     ),
-}  # fmt: skip
+}
 
 
 def learning_rate(step: int, total_steps: int, warmup_steps: int, base_lr: float) -> float:
@@ -295,12 +310,20 @@ def pretrain(
 
     def save() -> None:
         if rank == 0:
-            save_checkpoint({
-                "kind": ENCODER_KIND, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "step": step, "epoch": step / steps_per_epoch, "total_steps": total_steps,
-                "config": asdict(cfg), "encoder_config": asdict(cfg.encoder_config()),
-                "bags": str(bags_dir),
-            }, ckpt_path)  # fmt: skip
+            save_checkpoint(
+                {
+                    "kind": ENCODER_KIND,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "step": step,
+                    "epoch": step / steps_per_epoch,
+                    "total_steps": total_steps,
+                    "config": asdict(cfg),
+                    "encoder_config": asdict(cfg.encoder_config()),
+                    "bags": str(bags_dir),
+                },
+                ckpt_path,
+            )
 
     out.mkdir(parents=True, exist_ok=True)
     telemetry, writer = _open_telemetry(out / "telemetry.csv", step) if rank == 0 else (None, None)
@@ -331,12 +354,21 @@ def pretrain(
                 stats = train_step(model, optimizer, buffers, pos, neg, cfg, strong, step)
                 if writer is not None:
                     loss_b = f"{stats.losses[1]:.6g}" if len(stats.losses) > 1 else ""
-                    writer.writerow([
-                        step, epoch, f"{lr:.6g}", f"{stats.losses[0]:.6g}", loss_b,
-                        "" if math.isnan(stats.grad_cos) else f"{stats.grad_cos:.6g}",
-                        int(stats.conflict), f"{stats.grad_norm:.6g}",
-                        len(pos_u8) + len(neg_u8), skipped, f"{time.perf_counter() - t0:.4f}",
-                    ])  # fmt: skip
+                    writer.writerow(
+                        [
+                            step,
+                            epoch,
+                            f"{lr:.6g}",
+                            f"{stats.losses[0]:.6g}",
+                            loss_b,
+                            "" if math.isnan(stats.grad_cos) else f"{stats.grad_cos:.6g}",
+                            int(stats.conflict),
+                            f"{stats.grad_norm:.6g}",
+                            len(pos_u8) + len(neg_u8),
+                            skipped,
+                            f"{time.perf_counter() - t0:.4f}",
+                        ]
+                    )
                     telemetry.flush()
                 step += 1
                 if on_step is not None and rank == 0:

@@ -27,9 +27,21 @@ def test_bags_from_class_folders(tmp_path):
         for i in range(n):
             Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "cells" / cls / f"{i}.png")
     r = run_cli(
-        "data", "bags", "--cells", tmp_path / "cells", "--out", tmp_path / "bags",
-        "--witness-rate", "0.2", "--bags", 2, "--cells-per-bag", 5, "--test-fraction", 0,
-    )  # fmt: skip
+        "data",
+        "bags",
+        "--cells",
+        tmp_path / "cells",
+        "--out",
+        tmp_path / "bags",
+        "--witness-rate",
+        "0.2",
+        "--bags",
+        2,
+        "--cells-per-bag",
+        5,
+        "--test-fraction",
+        0,
+    )
     assert r.code == 0, r.err
     assert "wrote 2 bags (10 cells, 1 positive, 0 copied)" in r.err
 

@@ -17,10 +17,22 @@ def pipeline(tmp_path, *synth_args, seed=0, epochs=1):
         ("data", "synth", "--out", bags, "--image-size", 40, "--seed", seed, *synth_args),
         ("train", "pretrain", "--bags", bags, "--out", run, *TINY, "--epochs", epochs, "--seed", seed),
         ("train", "embed", "--encoder", run / "checkpoint.pt", "--bags", bags, "--out", emb, "--workers", 0),
-        ("train", "mil", "--embeddings", emb, "--labels", bags / "labels.csv", "--out", run, "--epochs", 8,
-         "--seed", seed),
+        (
+            "train",
+            "mil",
+            "--embeddings",
+            emb,
+            "--labels",
+            bags / "labels.csv",
+            "--out",
+            run,
+            "--epochs",
+            8,
+            "--seed",
+            seed,
+        ),
         ("evaluate", "--run", run, "--embeddings", emb, "--bags", bags),
-    ]  # fmt: skip
+    ]
     for args in steps:
         r = run_cli(*args)
         assert r.code == 0, (args[:2], r.err)
@@ -63,8 +75,17 @@ def test_null_data_gives_chance_auc(tmp_path):
     """Abnormal drawn exactly like normal: whatever the pipeline learns, bag AUC ~ 0.5."""
     aucs = []
     for seed in range(3):
-        out = pipeline(tmp_path / str(seed), "--null", "--bags", 40, "--cells-per-bag", 16, "--test-fraction", 0.5,
-                       seed=seed)  # fmt: skip
+        out = pipeline(
+            tmp_path / str(seed),
+            "--null",
+            "--bags",
+            40,
+            "--cells-per-bag",
+            16,
+            "--test-fraction",
+            0.5,
+            seed=seed,
+        )
         aucs.append(json.loads((out / "summary.json").read_text())["auc"])
     assert abs(np.mean(aucs) - 0.5) <= 0.2, aucs
 

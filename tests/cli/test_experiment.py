@@ -7,8 +7,20 @@ from tests.conftest import run_cli
 
 @pytest.mark.slow
 def test_wr_sweep_smoke_writes_tables_and_plot(tmp_path):
-    r = run_cli("experiment", "wr-sweep", "--preset", "smoke", "--out", tmp_path, "--methods", "slam-ags,simclr",
-                "--witness-rates", "0.2", "--seeds", 2)  # fmt: skip
+    r = run_cli(
+        "experiment",
+        "wr-sweep",
+        "--preset",
+        "smoke",
+        "--out",
+        tmp_path,
+        "--methods",
+        "slam-ags,simclr",
+        "--witness-rates",
+        "0.2",
+        "--seeds",
+        2,
+    )
     assert r.code == 0, r.err
     runs = list(csv.DictReader(open(tmp_path / "runs.csv")))
     assert len(runs) == 2 * 2
@@ -24,8 +36,23 @@ def test_wr_sweep_smoke_writes_tables_and_plot(tmp_path):
     assert (tmp_path / "results.png").read_bytes()[:4] == b"\x89PNG"
     # a second run reuses every finished run
     stamp = (tmp_path / "runs" / "simclr" / "wr0.2_seed0" / "eval" / "summary.json").stat().st_mtime_ns
-    assert run_cli("experiment", "wr-sweep", "--preset", "smoke", "--out", tmp_path, "--methods", "slam-ags,simclr",
-                   "--witness-rates", "0.2", "--seeds", 2).code == 0  # fmt: skip
+    assert (
+        run_cli(
+            "experiment",
+            "wr-sweep",
+            "--preset",
+            "smoke",
+            "--out",
+            tmp_path,
+            "--methods",
+            "slam-ags,simclr",
+            "--witness-rates",
+            "0.2",
+            "--seeds",
+            2,
+        ).code
+        == 0
+    )
     assert (
         tmp_path / "runs" / "simclr" / "wr0.2_seed0" / "eval" / "summary.json"
     ).stat().st_mtime_ns == stamp
@@ -38,8 +65,20 @@ def test_wr_sweep_bad_rates(tmp_path):
 
 @pytest.mark.slow
 def test_cell_auc_reports_a_number(tmp_path):
-    r = run_cli("experiment", "cell-auc", "--out", tmp_path, "--bags", 6, "--cells-per-bag", 20, "--image-size", 32,
-                "--epochs", 1)  # fmt: skip
+    r = run_cli(
+        "experiment",
+        "cell-auc",
+        "--out",
+        tmp_path,
+        "--bags",
+        6,
+        "--cells-per-bag",
+        20,
+        "--image-size",
+        32,
+        "--epochs",
+        1,
+    )
     assert r.code == 0, r.err
     auc = float(r.out.strip().rsplit(" ", 1)[1])
     assert 0.0 <= auc <= 1.0

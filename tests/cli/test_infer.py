@@ -86,15 +86,37 @@ def test_report_renders_in_chromium_with_every_thumbnail(server, tiny_bags, tmp_
     chromium = shutil.which("chromium")
     if chromium is None:
         pytest.fail("chromium is not installed (.ci/run installs Debian's package)")
-    r = run_cli("infer", tiny_bags / "bag_0000", tiny_bags / "bag_0001", "--url", server.grpc_url, "--out", tmp_path,
-                "--report", "--top-k", 4)  # fmt: skip
+    r = run_cli(
+        "infer",
+        tiny_bags / "bag_0000",
+        tiny_bags / "bag_0001",
+        "--url",
+        server.grpc_url,
+        "--out",
+        tmp_path,
+        "--report",
+        "--top-k",
+        4,
+    )
     assert r.code == 0, r.err
     dom = subprocess.run(
-        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'chrome'}",
-         "--dump-dom", (tmp_path / "report.html").as_uri()],
-        capture_output=True, text=True, timeout=120,
-    ).stdout  # fmt: skip
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            f"--user-data-dir={tmp_path / 'chrome'}",
+            "--dump-dom",
+            (tmp_path / "report.html").as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
     assert 'data-thumbnails="8"' in dom and 'data-thumbnails-loaded="8"' in dom, dom[:500]
     assert dom.count("<svg") == 2 and "bag_0000" in dom and "bag_0001" in dom
     # cells.csv beside the bags: the truly abnormal cells among the top-K are framed and counted
@@ -176,8 +198,18 @@ def test_model_missing_on_server(server, tiny_bags):
 
 
 def test_deadline_exceeded_marks_the_bag_failed(server, tiny_bags, tmp_path):
-    r = run_cli("infer", tiny_bags / "bag_0000", "--url", server.grpc_url, "--out", tmp_path, "--timeout", 0.0005,
-                "--retries", 1)  # fmt: skip
+    r = run_cli(
+        "infer",
+        tiny_bags / "bag_0000",
+        "--url",
+        server.grpc_url,
+        "--out",
+        tmp_path,
+        "--timeout",
+        0.0005,
+        "--retries",
+        1,
+    )
     assert r.code == 1
     summary = json.loads((tmp_path / "run_summary.json").read_text())
     assert summary["failed"]["bag_0000"].startswith("timeout: ")
@@ -205,8 +237,11 @@ def test_aggregator_request_errors_and_deadline(server, tiny_repository):
 def test_server_killed_mid_bag_retries_then_fails_that_bag(tiny_repository, tiny_bags, tmp_path):
     running = start_server(tiny_repository, tmp_path)
     try:
-        models = TritonModels(ClientSettings(url=running.grpc_url, batch_size=4, concurrency=1, retries=2, backoff=0.2,
-                                             timeout=5))  # fmt: skip
+        models = TritonModels(
+            ClientSettings(
+                url=running.grpc_url, batch_size=4, concurrency=1, retries=2, backoff=0.2, timeout=5
+            )
+        )
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(2) as pool:
@@ -239,8 +274,10 @@ def test_health(server):
 def test_client_and_server_import_no_torch():
     import sys
 
-    code = ("import sys, cli.main, cli.infer, cli.health, cli.serve, client.bags, client.triton, client.report, client.run, "
-            "serving.server, serving.launcher; assert 'torch' not in sys.modules, 'torch imported'")  # fmt: skip
+    code = (
+        "import sys, cli.main, cli.infer, cli.health, cli.serve, client.bags, client.triton, client.report, client.run, "
+        "serving.server, serving.launcher; assert 'torch' not in sys.modules, 'torch imported'"
+    )
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
@@ -274,8 +311,9 @@ def test_metrics_pushed_to_a_real_pushgateway(server, tiny_bags, tmp_path):
         pytest.fail("prometheus-pushgateway is not installed (.ci/run installs Debian's package)")
     (port,) = free_ports(1)
     gateway = f"127.0.0.1:{port}"
-    proc = subprocess.Popen([binary, f"--web.listen-address={gateway}"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        [binary, f"--web.listen-address={gateway}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         for _ in range(100):  # ready within seconds
             try:
@@ -283,8 +321,16 @@ def test_metrics_pushed_to_a_real_pushgateway(server, tiny_bags, tmp_path):
                 break
             except OSError:
                 time.sleep(0.1)
-        r = run_cli("infer", tiny_bags / "bag_0003", "--url", server.grpc_url, "--out", tmp_path,
-                    "--pushgateway", gateway)  # fmt: skip
+        r = run_cli(
+            "infer",
+            tiny_bags / "bag_0003",
+            "--url",
+            server.grpc_url,
+            "--out",
+            tmp_path,
+            "--pushgateway",
+            gateway,
+        )
         assert r.code == 0, r.err
         with urllib.request.urlopen(f"http://{gateway}/metrics", timeout=5) as scraped:
             text = scraped.read().decode()
@@ -297,7 +343,15 @@ def test_metrics_pushed_to_a_real_pushgateway(server, tiny_bags, tmp_path):
         proc.terminate()
         proc.wait(timeout=10)
     # the gateway gone: one line naming it, and the results are kept
-    r = run_cli("infer", tiny_bags / "bag_0003", "--url", server.grpc_url, "--out", tmp_path / "again",
-                "--pushgateway", gateway)  # fmt: skip
+    r = run_cli(
+        "infer",
+        tiny_bags / "bag_0003",
+        "--url",
+        server.grpc_url,
+        "--out",
+        tmp_path / "again",
+        "--pushgateway",
+        gateway,
+    )
     assert r.code == 1 and (tmp_path / "again" / "bag_0003.json").exists()
     assert r.err.strip().splitlines()[-1].startswith(f"error: --pushgateway {gateway}: could not push"), r.err

@@ -36,8 +36,21 @@ def test_pretrain_under_torchrun_with_two_ranks(tiny_bags, tmp_path):
     from pathlib import Path
 
     bindir = Path(sys.executable).parent
-    cmd = [shutil.which("torchrun", path=str(bindir)), "--nproc-per-node", "2", shutil.which("slamctl", path=str(bindir)),
-           "train", "pretrain", "--bags", str(tiny_bags), "--out", str(tmp_path), *map(str, TINY_ARGS), "--max-steps", "2"]  # fmt: skip
+    cmd = [
+        shutil.which("torchrun", path=str(bindir)),
+        "--nproc-per-node",
+        "2",
+        shutil.which("slamctl", path=str(bindir)),
+        "train",
+        "pretrain",
+        "--bags",
+        str(tiny_bags),
+        "--out",
+        str(tmp_path),
+        *map(str, TINY_ARGS),
+        "--max-steps",
+        "2",
+    ]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stderr.count("checkpoint:") == 1

@@ -7,8 +7,17 @@ from tritonclient.grpc import service_pb2
 from client.wire import infer_request, varint
 
 
-@pytest.mark.parametrize("n, expected", [(0, b"\x00"), (1, b"\x01"), (127, b"\x7f"), (128, b"\x80\x01"),
-                                         (300, b"\xac\x02"), (2**31, b"\x80\x80\x80\x80\x08")])  # fmt: skip
+@pytest.mark.parametrize(
+    "n, expected",
+    [
+        (0, b"\x00"),
+        (1, b"\x01"),
+        (127, b"\x7f"),
+        (128, b"\x80\x01"),
+        (300, b"\xac\x02"),
+        (2**31, b"\x80\x80\x80\x80\x08"),
+    ],
+)
 def test_varint(n, expected):
     assert varint(n) == expected
 

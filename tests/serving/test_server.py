@@ -58,7 +58,9 @@ def test_metadata_equals_the_contract(server, dim):
         ("EMBEDDINGS", "FP32", ["-1", str(dim)])
     ]
     assert sorted((t["name"], t["datatype"], t["shape"]) for t in agg["outputs"]) == [
-        ("ATTENTION", "FP32", ["-1"]), ("BAG_PROBS", "FP32", ["2"])]  # fmt: skip
+        ("ATTENTION", "FP32", ["-1"]),
+        ("BAG_PROBS", "FP32", ["2"]),
+    ]
     config = c.get_model_config(contract.ENCODER, as_json=True)["config"]
     assert int(config["max_batch_size"]) == 256
 

@@ -58,8 +58,18 @@ def test_target_sensitivity_sets_the_rule(tmp_path):
 
 def test_bad_target_sensitivity_is_one_line(tmp_path):
     emb = fake_embeddings(tmp_path / "emb")
-    r = run_cli("train", "mil", "--embeddings", emb, "--labels", emb / "labels.csv", "--out", tmp_path / "run",
-                "--target-sensitivity", 1.5)  # fmt: skip
+    r = run_cli(
+        "train",
+        "mil",
+        "--embeddings",
+        emb,
+        "--labels",
+        emb / "labels.csv",
+        "--out",
+        tmp_path / "run",
+        "--target-sensitivity",
+        1.5,
+    )
     assert r.code == 1 and r.err.strip() == "error: --target-sensitivity: expected 0 < S <= 1, got 1.5"
 
 

@@ -18,8 +18,20 @@ from training.oracle import OracleConfig, write_oracle
 
 def train_and_evaluate(folder, aggregator="pamil", seed=0):
     run = folder / "run"
-    r = run_cli("train", "mil", "--embeddings", folder, "--labels", folder / "labels.csv", "--out", run,
-                "--aggregator", aggregator, "--seed", seed)  # fmt: skip
+    r = run_cli(
+        "train",
+        "mil",
+        "--embeddings",
+        folder,
+        "--labels",
+        folder / "labels.csv",
+        "--out",
+        run,
+        "--aggregator",
+        aggregator,
+        "--seed",
+        seed,
+    )
     assert r.code == 0, r.err
     r = run_cli("evaluate", "--run", run, "--embeddings", folder, "--bags", folder)
     assert r.code == 0, r.err
