@@ -11,6 +11,9 @@ import typer
 
 from cli.choices import Aggregator, Features, Method, PretrainPreset
 from cli.console import err, progress_bar, warn_if_degenerate
+from training.mil_config import MilConfig
+
+_MIL = MilConfig()  # the defaults of `train mil`, defined once
 
 app = typer.Typer(help="Pretrain the cell encoder and train the MIL aggregator.", no_args_is_help=True)
 
@@ -109,22 +112,24 @@ def mil(
     out: Annotated[Path, typer.Option(help="Run folder: mil.pt, mil_history.csv.")],
     aggregator: Annotated[
         Aggregator, typer.Option(help="pamil (the paper's) or abmil (gated attention).")
-    ] = "pamil",
-    epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = 50,
-    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
-    n_proto: Annotated[int, typer.Option(help="PAMIL prototypes.")] = 10,
-    val_fraction: Annotated[float, typer.Option(help="Train bags held out for model selection.")] = 0.25,
+    ] = _MIL.aggregator,
+    epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = _MIL.epochs,
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = _MIL.lr,
+    n_proto: Annotated[int, typer.Option(help="PAMIL prototypes.")] = _MIL.n_proto,
+    val_fraction: Annotated[
+        float, typer.Option(help="Train bags held out for model selection.")
+    ] = _MIL.val_fraction,
     patience: Annotated[
         int, typer.Option(help="Early stopping: epochs without a better validation loss.")
-    ] = 10,
+    ] = _MIL.patience,
     target_sensitivity: Annotated[
         float | None,
         typer.Option(
             help="Choose the highest threshold reaching this sensitivity on validation bags "
             "(default: the threshold of best validation F1)."
         ),
-    ] = None,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    ] = _MIL.target_sensitivity,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = _MIL.seed,
 ) -> None:
     """Train the MIL aggregator on bag labels; the model kept has the lowest validation loss.
 
@@ -132,7 +137,7 @@ def mil(
     whose attention is uniform or whose outputs are constant is flagged as degenerate.
     """
     from training.checkpoint import MIL_KIND, load_checkpoint
-    from training.mil import MilConfig, train_mil
+    from training.mil import train_mil
 
     cfg = MilConfig(
         aggregator=aggregator.value,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -29,28 +29,9 @@ from training.choices import AGGREGATORS
 from training.embed import EmbeddedBag, load_embedded, read_meta
 from training.health import model_health
 from training.metrics import binary_metrics
-from training.operating_point import check_target_sensitivity, choose_threshold
+from training.mil_config import MilConfig
+from training.operating_point import choose_threshold
 from training.pamil import PAMIL
-
-
-@dataclass(frozen=True)
-class MilConfig:
-    aggregator: str = "pamil"
-    epochs: int = 50
-    lr: float = 1e-3  # Adam, as the reference
-    weight_decay: float = 1e-4
-    n_proto: int = 10  # PAMIL prototypes
-    val_fraction: float = 0.25  # of the train bags, for model selection
-    patience: int = 10  # epochs without a better validation loss before stopping
-    target_sensitivity: float | None = None  # None: the threshold of best validation F1
-    seed: int = 0
-
-    def check(self) -> None:
-        if self.aggregator not in AGGREGATORS:
-            raise SlamError(f"--aggregator: expected pamil or abmil, got {self.aggregator!r}")
-        if not 0 < self.val_fraction < 1:
-            raise SlamError(f"--val-fraction: expected 0 < f < 1, got {self.val_fraction}")
-        check_target_sensitivity(self.target_sensitivity)
 
 
 def build_aggregator(name: str, in_dim: int, n_proto: int = 10) -> torch.nn.Module:
