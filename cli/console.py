@@ -1,4 +1,9 @@
-"""The terminal: one rich console for messages on stderr, and the progress bar style."""
+"""The terminal: one rule for every command, and the progress bar style.
+
+stdout (`out`) carries a command's answer, what a script would capture: evaluate's
+metrics, export validate's table, health's lines, cell-auc's AUC. stderr (`err`) carries
+everything else: progress bars, the paths a command wrote, summaries of runs whose
+results are files, warnings and errors."""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ from rich.progress import (
 )
 
 err = Console(stderr=True)
+out = Console()
 
 
 class LazyProgress(Progress):

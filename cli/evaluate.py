@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 
 from cli.choices import Split
-from cli.console import err, warn_if_degenerate
+from cli.console import out as stdout
+from cli.console import warn_if_degenerate
 
 
 def evaluate(
@@ -48,7 +49,7 @@ def evaluate(
     )
     retrieval = "n/a" if s["top_k_fraction_mean"] is None else f"{s['top_k_fraction_mean']:.3f}"
     probe = "n/a (no cells.csv)" if s["probe_auc"] is None else f"{s['probe_auc']:.3f}"
-    err.print(
+    stdout.print(
         f"{s['bags']} bags: F1 {s['f1']:.3f}  AUC {s['auc']:.3f}  precision {s['precision']:.3f}  "
         f"recall {s['recall']:.3f} at threshold {s['threshold']:.3f} ({s['threshold_rule']})  "
         f"top-K retrieval {retrieval}  encoder probe cell AUC {probe}  -> {out}"

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from cli.console import err
+from cli.console import out as stdout
 from slamctl import contract
 
 app = typer.Typer(
@@ -82,9 +83,9 @@ def validate(
         table.add_column(col)
     for c in checks.items:
         table.add_row(c.model, c.name, "[green]ok[/green]" if c.ok else "[red]FAIL[/red]", c.detail)
-    err.print(table)
+    stdout.print(table)
     for c in checks.failures:
         err.print(f"[red]FAIL[/red] {c.model}: {c.name}: {c.detail}", highlight=False, soft_wrap=True)
     if checks.failures:
         raise typer.Exit(code=1)
-    err.print(f"{len(checks.items)} checks passed")
+    stdout.print(f"{len(checks.items)} checks passed")

@@ -40,7 +40,7 @@ def test_export_then_validate_and_versions(tiny_models, tmp_path):
         "export", "validate", repo, "--encoder", tiny_models.encoder, "--aggregator", tiny_models.aggregator
     )
     assert r.code == 0, r.err
-    assert "checks passed" in r.err
+    assert "checks passed" in r.out  # the answer on stdout, diagnostics on stderr
     r = run_cli(*args, "--version", 1)
     assert r.code == 1 and "--version 1: expected >= 2" in r.err
 
