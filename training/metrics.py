@@ -1,6 +1,6 @@
 """Bag-level classification metrics and Top-K positive-cell retrieval.
 
-Pure numpy functions; the positive class is abnormal (label 1).
+Pure functions of numpy arrays (the AUC is scikit-learn's); the positive class is abnormal (label 1).
 """
 
 from __future__ import annotations
@@ -9,22 +9,13 @@ import numpy as np
 
 
 def roc_auc(y: np.ndarray, score: np.ndarray) -> float:
-    """Area under the ROC curve (Mann-Whitney U, ties count one half); nan with one class."""
-    y, score = np.asarray(y).astype(bool), np.asarray(score, dtype=np.float64)
-    n_pos, n_neg = int(y.sum()), int((~y).sum())
-    if n_pos == 0 or n_neg == 0:
+    """Area under the ROC curve (scikit-learn's; ties count one half); nan with one class."""
+    from sklearn.metrics import roc_auc_score
+
+    y = np.asarray(y).astype(bool)
+    if y.all() or not y.any():
         return float("nan")
-    order = np.argsort(score, kind="mergesort")
-    ranks = np.empty(len(score))
-    sorted_scores = score[order]
-    i = 0
-    while i < len(score):  # average ranks over ties
-        j = i
-        while j + 1 < len(score) and sorted_scores[j + 1] == sorted_scores[i]:
-            j += 1
-        ranks[order[i : j + 1]] = (i + j) / 2.0 + 1.0
-        i = j + 1
-    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+    return float(roc_auc_score(y, np.asarray(score, dtype=np.float64)))
 
 
 def binary_metrics(y: np.ndarray, prob: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
