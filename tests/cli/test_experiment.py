@@ -7,20 +7,9 @@ from tests.conftest import run_cli
 
 @pytest.mark.slow
 def test_wr_sweep_smoke_writes_tables_and_plot(tmp_path):
-    r = run_cli(
-        "experiment",
-        "wr-sweep",
-        "--preset",
-        "smoke",
-        "--out",
-        tmp_path,
-        "--methods",
-        "slam-ags,simclr",
-        "--witness-rates",
-        "0.2",
-        "--seeds",
-        2,
-    )
+    args = ("experiment", "wr-sweep", "--preset", "smoke", "--out", tmp_path, "--methods", "slam-ags,simclr")
+    args += ("--witness-rates", "0.2", "--seeds", 2)
+    r = run_cli(*args)
     assert r.code == 0, r.err
     runs = list(csv.DictReader(open(tmp_path / "runs.csv")))
     assert len(runs) == 2 * 2
@@ -36,23 +25,7 @@ def test_wr_sweep_smoke_writes_tables_and_plot(tmp_path):
     assert (tmp_path / "results.png").read_bytes()[:4] == b"\x89PNG"
     # a second run reuses every finished run
     stamp = (tmp_path / "runs" / "simclr" / "wr0.2_seed0" / "eval" / "summary.json").stat().st_mtime_ns
-    assert (
-        run_cli(
-            "experiment",
-            "wr-sweep",
-            "--preset",
-            "smoke",
-            "--out",
-            tmp_path,
-            "--methods",
-            "slam-ags,simclr",
-            "--witness-rates",
-            "0.2",
-            "--seeds",
-            2,
-        ).code
-        == 0
-    )
+    assert run_cli(*args).code == 0
     assert (
         tmp_path / "runs" / "simclr" / "wr0.2_seed0" / "eval" / "summary.json"
     ).stat().st_mtime_ns == stamp
