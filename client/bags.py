@@ -28,9 +28,17 @@ def find_bags(path: Path) -> list[Path]:
         raise SlamError(f"{path}: no such file or folder")
     if not path.is_dir():
         raise SlamError(f"{path}: expected a bag folder or a folder of bag folders")
-    if any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.iterdir() if p.is_file()):
-        return [path]
+    images = sorted(p.name for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     bags = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if images:
+        holding = [b.name for b in bags if any(f.suffix.lower() in IMAGE_SUFFIXES for f in b.iterdir())]
+        if holding:  # a stray image must not turn a folder of bags into one bag of strays
+            raise SlamError(
+                f"{path}: holds both cell images ({images[0]}{', ...' if len(images) > 1 else ''}) and bag "
+                f"folders ({holding[0]}{', ...' if len(holding) > 1 else ''}): pass the bag folders, or move "
+                f"the {len(images)} image(s) out of {path}"
+            )
+        return [path]
     if not bags:
         raise SlamError(
             f"{path}: holds neither cell images ({', '.join(sorted(IMAGE_SUFFIXES))}) nor bag folders"

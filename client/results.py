@@ -17,7 +17,9 @@ from slamctl.files import write_atomic
 
 @dataclass
 class BagFailure(Exception):
-    kind: str  # unreadable_image, unreadable_bag, too_large, timeout, unavailable, server_error
+    kind: (
+        str  # unreadable_image, unreadable_bag, too_large, timeout, unavailable, server_error, invalid_output
+    )
     message: str
 
     def __str__(self) -> str:
@@ -74,7 +76,7 @@ def write_result(result: BagResult, out: Path, fmt: str, top_k: int, source: str
     path = output_path(out, result.bag, fmt)
     data = as_dict(result, top_k, source, models)
     if fmt == "json":
-        write_atomic(path, json.dumps(data, indent=2) + "\n")
+        write_atomic(path, json.dumps(data, indent=2, allow_nan=False) + "\n")  # valid JSON or an error
         return path
     buf = io.StringIO()
     writer = csv.writer(buf)

@@ -98,6 +98,13 @@ def infer_bag(
     t_embed = time.perf_counter()
     request = models.aggregator_request(stream.take(len(names)))  # from here the only copy of the embeddings
     probs, attention = models.aggregate(request)
+    if not (np.isfinite(probs).all() and np.isfinite(attention).all()):  # never a NaN decision
+        metrics.ERRORS.labels("invalid_output").inc()
+        raise BagFailure(
+            "invalid_output",
+            f"{models.settings.aggregator_model}: non-finite output (BAG_PROBS {probs.tolist()}): "
+            "an embedding was NaN or infinite",
+        )
     t_end = time.perf_counter()
     timings = {"embed_s": t_embed - t_start, "aggregate_s": t_end - t_embed, "total_s": t_end - t_start}
     chosen, source = (models.threshold, "server") if threshold is None else (threshold, "--threshold")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,11 @@ from slamctl.errors import SlamError
 
 # cell image files, for training and inference alike
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"})
+# The largest cell image decoded, in pixels: a single-cell crop is 250 x 250 in the Bone
+# Marrow set; 2048 x 2048 leaves room for scans at other resolutions. A file declaring more
+# (a decompression bomb of 4 KB can declare 30000 x 30000) is refused from its header,
+# before any pixel is decoded.
+MAX_CELL_PIXELS = 2048 * 2048
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
@@ -31,10 +37,18 @@ def to_rgb(img: Image.Image) -> Image.Image:
 def load_rgb(path: Path) -> np.ndarray:
     """uint8 (H, W, 3) RGB of an image file; SlamError naming the file if it cannot be read."""
     try:
-        with Image.open(path) as img:
+        with warnings.catch_warnings():  # Pillow warns above 89 Mpx; the check below refuses far earlier
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)
+        with img:
+            w, h = img.size  # from the header: nothing decoded yet
+            if w * h > MAX_CELL_PIXELS:
+                raise SlamError(
+                    f"{path}: image of {w} x {h} px exceeds the {MAX_CELL_PIXELS:,} pixels a cell image may have"
+                )
             img = ImageOps.exif_transpose(img)
             return np.asarray(to_rgb(img), dtype=np.uint8)
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         raise SlamError(f"{path}: not a readable image ({type(e).__name__}: {e})") from None
 
 

@@ -163,13 +163,29 @@ def test_bad_files_are_skipped_and_listed(server, tiny_bags, tmp_path):
     cells[1].write_bytes(cells[1].read_bytes()[:60])  # truncated
     cells[2].write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)  # corrupt
     (bag / "notes.txt").write_text("not an image")
+    from tests.client.test_bags import png_header
+
+    (bag / "bomb.png").write_bytes(png_header(30_000, 30_000))  # 4 KB declaring 900 Mpx
     r = run_cli("infer", bag, "--url", server.grpc_url, "--out", tmp_path / "out")
     assert r.code == 0, r.err
     result = json.loads((tmp_path / "out" / "bag.json").read_text())
     skipped = {s["file"]: s["reason"] for s in result["skipped"]}
-    assert set(skipped) == {cells[0].name, cells[1].name, cells[2].name, "notes.txt"}
+    assert set(skipped) == {cells[0].name, cells[1].name, cells[2].name, "notes.txt", "bomb.png"}
     assert all(reason for reason in skipped.values())
     assert result["cells"] == len(cells) - 3
+
+
+def test_non_finite_output_fails_the_bag_instead_of_deciding(server, tiny_bags):
+    """A NaN embedding reaching the real aggregator gives NaN probabilities: the bag fails
+    as invalid_output, never labelled "normal" with P = NaN."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    models = TritonModels(ClientSettings(url=server.grpc_url))
+    build = models.aggregator_request
+    models.aggregator_request = lambda emb: build(np.full_like(emb, np.nan))
+    with ThreadPoolExecutor(2) as pool, pytest.raises(BagFailure) as failed:
+        infer_bag(tiny_bags / "bag_0001", models, pool)
+    assert failed.value.kind == "invalid_output" and "non-finite output" in str(failed.value)
 
 
 def test_bag_without_readable_cell_fails_and_others_finish(server, tiny_bags, tmp_path):

@@ -79,3 +79,40 @@ def test_bmp_cells_make_a_bag_as_in_training(tmp_path):
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(bag / "c.bmp")
     assert find_bags(bag) == [bag]
     assert [p.name for p in list_images(bag)[0]] == ["c.bmp"]
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG that declares width x height in its header and holds no pixel data (a few bytes)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+    )
+
+
+@pytest.mark.parametrize("side", [10_000, 30_000])
+def test_huge_declared_images_are_refused_from_the_header(tmp_path, side):
+    path = tmp_path / "bomb.png"
+    path.write_bytes(png_header(side, side))
+    with pytest.raises(
+        SlamError, match=r"bomb.png: (image of .* exceeds the 4,194,304 pixels|not a readable image)"
+    ):
+        prepare_cell(path, 40, 32)
+
+
+def test_a_stray_image_beside_bag_folders_is_refused(tiny_bags, tmp_path):
+    import shutil
+
+    for bag in ("bag_0000", "bag_0001"):
+        shutil.copytree(tiny_bags / bag, tmp_path / bag)
+    assert find_bags(tmp_path) == [tmp_path / "bag_0000", tmp_path / "bag_0001"]
+    shutil.copy(next((tiny_bags / "bag_0000").iterdir()), tmp_path / "stray.png")
+    with pytest.raises(
+        SlamError, match=r"holds both cell images \(stray.png\) and bag folders \(bag_0000, ...\)"
+    ):
+        find_bags(tmp_path)
