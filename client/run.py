@@ -25,6 +25,8 @@ from client.triton import CONTROL_TIMEOUT, ClientSettings, EncoderStream, Triton
 from slamctl.errors import SlamError
 from slamctl.files import write_atomic
 
+RUN_FILES = ("run_summary.json", "report.html", "metrics.prom")  # the run's own files in OUT
+
 
 @dataclass(frozen=True)
 class RunOptions:
@@ -139,6 +141,12 @@ def run(
     """Infer every bag under `paths`; returns the summary (failed bags included, never raised)."""
     progress = progress or Progress()
     bags = find_all_bags(paths)
+    for bag in bags:  # a bag's result must never overwrite (or be taken for) the run's own files
+        result = output_path(options.out, bag.name, options.format)
+        if result.name in RUN_FILES:
+            raise SlamError(
+                f"{bag}: its result would be {result}, a file of the run itself: rename the bag folder"
+            )
     models = TritonModels(settings)
     if options.metrics_port is not None:
         from prometheus_client import start_http_server
@@ -160,7 +168,7 @@ def run(
     page = None
     if options.report:
         page = Report(
-            out / "report.html", options.top_k, options.report_cells, truth=read_truth(options.truth, paths)
+            out / RUN_FILES[1], options.top_k, options.report_cells, truth=read_truth(options.truth, paths)
         )
     with ThreadPoolExecutor(settings.decode_threads) as pool:
         for bag in bags:
@@ -198,12 +206,12 @@ def run(
         "reused": summary.reused,
         "failed": dict(summary.failed),
     }
-    write_atomic(out / "run_summary.json", json.dumps(record, indent=2) + "\n")
+    write_atomic(out / RUN_FILES[0], json.dumps(record, indent=2) + "\n")
     if page:
         summary.report = page.close(summary.failed, summary.reused)
     from prometheus_client import push_to_gateway, write_to_textfile
 
-    summary.metrics_file = out / "metrics.prom"
+    summary.metrics_file = out / RUN_FILES[2]
     write_to_textfile(str(summary.metrics_file), metrics.REGISTRY)  # this run's client metrics
     if options.pushgateway:
         try:

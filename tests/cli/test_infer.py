@@ -213,6 +213,41 @@ def test_model_missing_on_server(server, tiny_bags):
     assert r.code == 1 and "model 'resnet_v9' is not ready" in r.err
 
 
+def test_a_bag_over_the_served_limit_fails_before_any_cell_is_embedded(tiny_models, tiny_bags, tmp_path):
+    """The client learns the largest bag from the served model card and refuses a larger bag
+    before it sends a single cell: one clean line, no server traceback."""
+    from export.onnx_export import export_pair
+    from export.repository import RepositorySettings, write_repository
+
+    repo = tmp_path / "repo"
+    pair = export_pair(tiny_models.encoder, tiny_models.aggregator, tmp_path / "onnx", allow_degenerate=True)
+    write_repository(pair, repo, settings=RepositorySettings(max_bag_cells=5, opt_bag_cells=5))
+    running = start_server(repo, tmp_path)
+    try:
+        r = run_cli("infer", tiny_bags / "bag_0000", "--url", running.grpc_url, "--out", tmp_path / "out")
+    finally:
+        stop_server(running.process)
+    why = json.loads((tmp_path / "out" / "run_summary.json").read_text())["failed"]["bag_0000"]
+    assert r.code == 1 and why.startswith("too_large: ") and "at most 5 cells" in why, why
+    assert (
+        "Traceback" not in why
+        and "slamctl_cells_total 0.0" in (tmp_path / "out" / "metrics.prom").read_text()
+    )
+
+
+def test_a_bag_named_like_a_run_file_is_refused_before_any_work(server, tiny_bags, tmp_path):
+    import shutil
+
+    shutil.copytree(tiny_bags / "bag_0000", tmp_path / "bags" / "run_summary")
+    r = run_cli("infer", tmp_path / "bags", "--url", server.grpc_url, "--out", tmp_path / "out")
+    assert r.code == 1 and "run_summary: its result would be" in r.err and "rename the bag folder" in r.err
+    assert not (tmp_path / "out").exists()
+    r = run_cli(
+        "infer", tmp_path / "bags", "--url", server.grpc_url, "--out", tmp_path / "out", "--format", "csv"
+    )
+    assert r.code == 0 and (tmp_path / "out" / "run_summary.csv").exists()  # no clash in csv
+
+
 def test_deadline_exceeded_marks_the_bag_failed(server, tiny_bags, tmp_path):
     r = run_cli(
         "infer",
