@@ -151,7 +151,23 @@ def run(
     if options.metrics_port is not None:
         from prometheus_client import start_http_server
 
-        start_http_server(options.metrics_port, registry=metrics.REGISTRY)
+        try:
+            start_http_server(options.metrics_port, registry=metrics.REGISTRY)
+        except OSError as e:
+            raise SlamError(f"--metrics-port {options.metrics_port}: cannot listen ({e.strerror})") from None
+    try:
+        return _run_bags(bags, paths, models, options, progress)
+    except OSError as e:  # --out read-only, full, or a result path taken by a folder
+        raise SlamError(
+            f"{e.filename or options.out}: cannot write the results ({e.strerror}); the bags written so far "
+            "are kept: free the space or choose --out, then rerun with --resume"
+        ) from None
+
+
+def _run_bags(
+    bags: list[Path], paths: list[Path], models: TritonModels, options: RunOptions, progress: Progress
+) -> RunSummary:
+    settings = models.settings
     out = options.out
     out.mkdir(parents=True, exist_ok=True)
     model_info = {

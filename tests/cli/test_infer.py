@@ -248,6 +248,23 @@ def test_a_bag_named_like_a_run_file_is_refused_before_any_work(server, tiny_bag
     assert r.code == 0 and (tmp_path / "out" / "run_summary.csv").exists()  # no clash in csv
 
 
+def test_an_unwritable_out_is_one_line_and_keeps_what_was_written(server, tiny_bags, tmp_path):
+    out = tmp_path / "out"
+    (out / "bag_0001.json").mkdir(parents=True)  # the second bag's result path is taken: its write fails
+    r = run_cli(
+        "infer", tiny_bags / "bag_0000", tiny_bags / "bag_0001", "--url", server.grpc_url, "--out", out
+    )
+    assert r.code == 1 and "cannot write the results" in r.err and "rerun with --resume" in r.err
+    assert "Traceback" not in r.err and r.err.strip().splitlines()[-1].startswith("error: ")
+    assert json.loads((out / "bag_0000.json").read_text())["bag"] == "bag_0000"  # the first bag is kept
+    assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]  # no temporary file left behind
+    (tmp_path / "file.txt").write_text("")
+    r = run_cli(
+        "infer", tiny_bags / "bag_0000", "--url", server.grpc_url, "--out", tmp_path / "file.txt" / "x"
+    )
+    assert r.code == 1 and "cannot write the results" in r.err
+
+
 def test_deadline_exceeded_marks_the_bag_failed(server, tiny_bags, tmp_path):
     r = run_cli(
         "infer",

@@ -21,3 +21,18 @@ def test_a_failed_write_leaves_the_old_file(tmp_path):
         tmp.write_text("half a")
         raise RuntimeError("crash mid-write")
     assert target.read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["results.csv"]  # no temporary file left behind
+
+
+def test_concurrent_writers_of_one_file_do_not_collide(tmp_path):
+    """Two runs sharing one --out write the same names at once: each write is whole."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def write(i: int) -> None:
+        for _ in range(50):
+            write_atomic(tmp_path / "run_summary.json", f"{i}\n" * 1000)
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(write, range(4)))
+    assert len(set((tmp_path / "run_summary.json").read_text().splitlines())) == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["run_summary.json"]
