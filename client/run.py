@@ -63,7 +63,7 @@ def infer_bag(
     """Embed every readable cell of one bag, aggregate, decide. Raises BagFailure."""
     t_start = time.perf_counter()
     try:
-        files = list_cells(bag)
+        files, not_cells = list_cells(bag)
     except OSError as e:
         raise BagFailure("unreadable_bag", f"{bag}: cannot list the folder ({e.strerror})") from None
     if models.max_bag is not None and len(files) > models.max_bag:
@@ -73,7 +73,7 @@ def infer_bag(
         )
     stream = EncoderStream(models, len(files))
     batch_size = min(models.settings.batch_size, models.max_batch)
-    names, skipped, batch = [], [], []
+    names, skipped, batch = [], list(not_cells), []
     lookahead = batch_size * (models.settings.concurrency + 1)
     for name, image, reason in decoded(bag, files, models.image_size, models.size, pool, lookahead):
         if image is None:
@@ -86,7 +86,7 @@ def infer_bag(
             stream.submit(len(names) - len(batch), np.stack(batch))
             batch = []
             if on_batch:
-                on_batch(len(names) + len(skipped), len(files))
+                on_batch(len(names) + len(skipped) - len(not_cells), len(files))
         if stream.failure is not None:
             break
     if batch and stream.failure is None:

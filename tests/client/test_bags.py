@@ -116,3 +116,25 @@ def test_a_stray_image_beside_bag_folders_is_refused(tiny_bags, tmp_path):
         SlamError, match=r"holds both cell images \(stray.png\) and bag folders \(bag_0000, ...\)"
     ):
         find_bags(tmp_path)
+
+
+def test_every_entry_of_a_bag_is_a_cell_or_a_listed_skip(tmp_path):
+    """A link loop, a dangling link, a FIFO, a folder and a GIF never fail the bag: they are
+    listed as skipped with a reason; the cells are the files with a training image suffix."""
+    import os
+
+    from client.bags import list_cells
+
+    bag = tmp_path / "bag"
+    bag.mkdir()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(bag / "a.png")
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(bag / "b.gif")
+    os.symlink(bag / "loop", bag / "loop")  # a link to itself: ELOOP
+    os.symlink(bag / "gone.png", bag / "dangling.png")
+    os.mkfifo(bag / "pipe.png")
+    (bag / "sub").mkdir()
+    (bag / ".hidden.png").write_bytes(b"")
+    cells, skipped = list_cells(bag)
+    assert cells == ["a.png"]
+    assert [name for name, _ in skipped] == ["b.gif", "dangling.png", "loop", "pipe.png", "sub"]
+    assert all(reason for _, reason in skipped)
