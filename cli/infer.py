@@ -105,7 +105,7 @@ def infer(
         summary = run(paths, settings, options, BarProgress(bar, threshold))
 
     table = Table(
-        title=f"slamctl infer: {len(summary.rows)} done, {summary.reused} already done, "
+        title=f"slamctl infer: {len(summary.rows)} done, {len(summary.reused)} already done, "
         f"{len(summary.failed)} failed"
     )
     for col in ("bag", "decision", "P(abnormal)", "cells", "skipped", "seconds"):

@@ -46,7 +46,7 @@ class RunOptions:
 class RunSummary:
     rows: list[tuple[str, ...]] = field(default_factory=list)  # bag, decision, P, cells, skipped, seconds
     failed: list[tuple[str, str]] = field(default_factory=list)  # (bag, "kind: message")
-    reused: int = 0  # bags done by an earlier run (resume)
+    reused: list[str] = field(default_factory=list)  # bags done by an earlier run (resume)
     report: Path | None = None
     metrics_file: Path | None = None
     push_error: str | None = None  # the results are saved even when the push failed
@@ -189,7 +189,7 @@ def _run_bags(
     with ThreadPoolExecutor(settings.decode_threads) as pool:
         for bag in bags:
             if options.resume and output_path(out, bag.name, options.format).exists():
-                summary.reused += 1
+                summary.reused.append(bag.name)
                 progress.bag_done(bag.name, len(summary.failed))
                 continue
             on_batch = progress.bag(bag.name)
@@ -224,7 +224,7 @@ def _run_bags(
     }
     write_atomic(out / RUN_FILES[0], json.dumps(record, indent=2) + "\n")
     if page:
-        summary.report = page.close(summary.failed, summary.reused)
+        summary.report = page.close(summary.failed, len(summary.reused))
     from prometheus_client import push_to_gateway, write_to_textfile
 
     summary.metrics_file = out / RUN_FILES[2]

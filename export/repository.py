@@ -176,6 +176,8 @@ def write_repository(
     write_atomic(repository / contract.MODEL_CARD / "config.pbtxt", card_config().encode())
     manifest_path = repository / MANIFEST
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"files": {}}
+    for name in (*MODELS, contract.MODEL_CARD):  # a changed config (max_bag_cells, ...) must not be served
+        manifest["files"][f"{name}/config.pbtxt"] = sha256_of(repository / name / "config.pbtxt")
     served = [(name, "model.onnx") for name in MODELS]
     served += [(contract.MODEL_CARD, CARD_FILE), (contract.MODEL_CARD, "model.py")]
     for name, file in served:  # every version on disk, so old versions stay verifiable

@@ -67,7 +67,13 @@ def python_backend_env(environ: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def check_ports(settings: ServerSettings) -> None:
-    """One-line error if a port is taken (Triton would otherwise fail after seconds)."""
+    """One-line error if a port is taken or given twice (Triton would otherwise fail after
+    seconds, or hang)."""
+    ports = (settings.grpc_port, settings.http_port, settings.metrics_port)
+    if len(set(ports)) < 3:
+        raise SlamError(
+            f"--grpc-port, --http-port and --metrics-port must differ, got {', '.join(map(str, ports))}"
+        )
     for option, port in (
         ("--grpc-port", settings.grpc_port),
         ("--http-port", settings.http_port),

@@ -27,8 +27,8 @@ def test_export_then_validate_and_versions(tiny_models, tmp_path):
     assert (repo / contract.ENCODER / "1" / "model.onnx").exists()
     manifest = json.loads((repo / "manifest.json").read_text())
     assert (
-        manifest["latest_version"] == 2 and len(manifest["files"]) == 8
-    )  # 2 ONNX files and 2 card files each
+        manifest["latest_version"] == 2 and len(manifest["files"]) == 11
+    )  # per version 2 ONNX files and 2 card files; the 3 configs
     card = json.loads((repo / contract.MODEL_CARD / "2" / "card.json").read_text())
     assert card["degenerate"] is True and card["version"] == 2 and 0 <= card["threshold"] <= 1
     assert manifest["versions"]["2"]["threshold"] == card["threshold"]
@@ -53,7 +53,8 @@ def test_validate_fails_with_one_line_per_failure(tiny_repository, tmp_path):
     r = run_cli("export", "validate", repo)
     assert r.code == 1
     fails = [line for line in r.err.splitlines() if line.startswith("FAIL")]
-    assert len(fails) == 1 and "mil_aggregator: config.pbtxt parses" in fails[0]
+    assert len(fails) == 2 and "mil_aggregator: config.pbtxt parses" in fails[0]
+    assert "checksum mil_aggregator/config.pbtxt" in fails[1]  # the manifest covers the configs too
 
 
 def test_export_needs_both_checkpoints(tmp_path):

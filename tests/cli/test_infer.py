@@ -71,6 +71,10 @@ def test_folder_of_bags_csv_and_resume(server, tiny_bags, tmp_path):
     files[1].unlink()
     r = run_cli(*args, "--resume", "--report")
     assert r.code == 0 and "1 done, 5 already done" in r.err
+    summary = json.loads((tmp_path / "run_summary.json").read_text())  # the whole folder, not this run alone
+    assert summary["done"] == [files[1].stem] and sorted(summary["reused"] + summary["done"]) == [
+        f.stem for f in files
+    ]
     assert files[0].stat().st_mtime_ns == stamp and files[1].exists()
     page = (tmp_path / "report.html").read_text()
     assert "1 bags reported; 5 bags done by an earlier run (--resume) are not shown" in page

@@ -26,11 +26,26 @@ def test_exported_pair_passes_with_parity(tiny_repository, tiny_models):
     assert any(n.startswith("parity of the top-10") for n in names)
 
 
-def edit_config(repo, model, old, new):
+def edit_config(repo, model, old, new, *, manifest=True):
+    """Edit a config; with manifest=True its checksum is re-recorded, so that the check under
+    test is the only one to fail."""
+    from slamctl.checksum import sha256_of
+
     path = repo / model / "config.pbtxt"
     text = path.read_text()
     assert old in text
     path.write_text(text.replace(old, new, 1))
+    if manifest:
+        data = json.loads((repo / "manifest.json").read_text())
+        data["files"][f"{model}/config.pbtxt"] = sha256_of(path)
+        (repo / "manifest.json").write_text(json.dumps(data))
+
+
+def test_a_config_changed_behind_the_manifest_is_caught(repo):
+    edit_config(repo, contract.AGGREGATOR, 'string_value: "20000"', 'string_value: "25000"', manifest=False)
+    assert failures(repo) == [
+        f"checksum {contract.AGGREGATOR}/config.pbtxt: {repo / contract.AGGREGATOR / 'config.pbtxt'}: sha256 differs from manifest"
+    ]
 
 
 def test_wrong_dim_in_config(repo):

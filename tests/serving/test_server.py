@@ -199,3 +199,5 @@ class TestBadInput:
             port = s.getsockname()[1]
             r = run_cli("serve", "--repository", tiny_repository, "--grpc-port", port)
         assert r.code == 1 and f"--grpc-port {port}: port already in use" in r.err
+        r = run_cli("serve", "--repository", tiny_repository, "--grpc-port", port, "--http-port", port)
+        assert r.code == 1 and "--grpc-port, --http-port and --metrics-port must differ" in r.err
