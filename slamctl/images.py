@@ -17,6 +17,11 @@ IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"})
 # (a decompression bomb of 4 KB can declare 30000 x 30000) is refused from its header,
 # before any pixel is decoded.
 MAX_CELL_PIXELS = 2048 * 2048
+# Pillow's warnings on a damaged file (corrupt EXIF, above 89 Mpx) would reach the user's
+# terminal; such a file is decoded or skipped with a reason instead. Set once at import, not
+# per call: catch_warnings is not thread-safe and cells are decoded in a thread pool.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
@@ -37,10 +42,7 @@ def to_rgb(img: Image.Image) -> Image.Image:
 def load_rgb(path: Path) -> np.ndarray:
     """uint8 (H, W, 3) RGB of an image file; SlamError naming the file if it cannot be read."""
     try:
-        with warnings.catch_warnings():  # Pillow warns above 89 Mpx; the check below refuses far earlier
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(path)
-        with img:
+        with Image.open(path) as img:
             w, h = img.size  # from the header: nothing decoded yet
             if w * h > MAX_CELL_PIXELS:
                 raise SlamError(
