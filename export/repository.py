@@ -17,6 +17,7 @@ newest only. config.pbtxt describes the newest version.
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,12 +54,22 @@ def tensor_block(kind: str, specs: tuple[contract.TensorSpec, ...]) -> str:
     return f"{kind} [\n{items}\n]\n"
 
 
-def _trt_block(precision: str, workspace: int, cache: str, name: str, shapes: tuple[str, str, str]) -> str:
+def trt_cache_path(cache_dir: str, name: str, onnx_bytes: bytes) -> str:
+    """The TensorRT engine cache of one model file: a folder per model and per checksum.
+
+    ONNX Runtime names cached engines from the graph (names, shapes, versions), not from
+    the weights: with one folder per model, a retrained model of the same architecture
+    would load the old engine and serve the old weights. One level below the cache volume,
+    as before: ONNX Runtime creates the last folder of the path only."""
+    return f"{cache_dir}/{name}-{hashlib.sha256(onnx_bytes).hexdigest()[:16]}"
+
+
+def _trt_block(precision: str, workspace: int, cache: str, shapes: tuple[str, str, str]) -> str:
     params = {
         "precision_mode": precision,
         "max_workspace_size_bytes": str(workspace),
         "trt_engine_cache_enable": "true",
-        "trt_engine_cache_path": f"{cache}/{name}",
+        "trt_engine_cache_path": cache,
         "trt_profile_min_shapes": shapes[0],
         "trt_profile_opt_shapes": shapes[1],
         "trt_profile_max_shapes": shapes[2],
@@ -74,7 +85,7 @@ def _shape(name: str, dims: list[int]) -> str:
     return f"{name}:{'x'.join(map(str, dims))}"
 
 
-def encoder_config(size: int, dim: int, s: RepositorySettings, image_size: int | None = None) -> str:
+def encoder_config(size: int, dim: int, s: RepositorySettings, image_size: int | None, trt_cache: str) -> str:
     image = [size, size, 3]
     shapes = (
         _shape(contract.IMAGES, [1, *image]),
@@ -90,7 +101,7 @@ def encoder_config(size: int, dim: int, s: RepositorySettings, image_size: int |
         f"  preferred_batch_size: [ {', '.join(map(str, s.preferred_batch_sizes))} ]\n"
         f"  max_queue_delay_microseconds: {s.max_queue_delay_us}\n}}\n"
         f"instance_group [\n  {{\n    count: {s.encoder_instances}\n    kind: KIND_GPU\n  }}\n]\n"
-        + _trt_block("FP16", s.workspace_bytes, s.trt_cache_dir, contract.ENCODER, shapes)
+        + _trt_block("FP16", s.workspace_bytes, trt_cache, shapes)
         + f'parameters {{ key: "{contract.IMAGE_SIZE_PARAMETER}" value: {{ string_value: "{image_size or size}" }} }}\n'
         + "model_warmup [\n  {\n"
         f'    name: "batch_{s.warmup_batch}"\n    batch_size: {s.warmup_batch}\n'
@@ -99,7 +110,7 @@ def encoder_config(size: int, dim: int, s: RepositorySettings, image_size: int |
     )
 
 
-def aggregator_config(dim: int, s: RepositorySettings, threshold: float = 0.5) -> str:
+def aggregator_config(dim: int, s: RepositorySettings, threshold: float, trt_cache: str) -> str:
     shapes = tuple(_shape(contract.EMBEDDINGS, [n, dim]) for n in (1, s.opt_bag_cells, s.max_bag_cells))
     return (
         f'name: "{contract.AGGREGATOR}"\nplatform: "onnxruntime_onnx"\nmax_batch_size: 0\n'
@@ -108,7 +119,7 @@ def aggregator_config(dim: int, s: RepositorySettings, threshold: float = 0.5) -
         + tensor_block("output", contract.aggregator_outputs())
         + "instance_group [\n  {\n    count: 1\n    kind: KIND_GPU\n  }\n]\n"
         # FP32: the aggregator is small, and its attention ranking must not drift
-        + _trt_block("FP32", s.workspace_bytes, s.trt_cache_dir, contract.AGGREGATOR, shapes)
+        + _trt_block("FP32", s.workspace_bytes, trt_cache, shapes)
         + f'parameters {{ key: "{contract.MAX_BAG_PARAMETER}" value: {{ string_value: "{s.max_bag_cells}" }} }}\n'
         + f'parameters {{ key: "{contract.THRESHOLD_PARAMETER}" value: {{ string_value: "{threshold!r}" }} }}\n'
         + "model_warmup [\n  {\n"
@@ -144,15 +155,23 @@ def write_repository(
         raise SlamError(
             f"--version {version}: expected >= {max(1, newest)} (config.pbtxt describes the newest version)"
         )
-    configs = {
-        contract.ENCODER: encoder_config(pair.size, pair.dim, settings, pair.image_size),
-        contract.AGGREGATOR: aggregator_config(pair.dim, settings, pair.threshold),
+    models = {
+        contract.ENCODER: pair.encoder.SerializeToString(),
+        contract.AGGREGATOR: pair.aggregator.SerializeToString(),
     }
-    models = {contract.ENCODER: pair.encoder, contract.AGGREGATOR: pair.aggregator}
+    caches = {name: trt_cache_path(settings.trt_cache_dir, name, models[name]) for name in MODELS}
+    configs = {
+        contract.ENCODER: encoder_config(
+            pair.size, pair.dim, settings, pair.image_size, caches[contract.ENCODER]
+        ),
+        contract.AGGREGATOR: aggregator_config(
+            pair.dim, settings, pair.threshold, caches[contract.AGGREGATOR]
+        ),
+    }
     for name in MODELS:
         folder = repository / name / str(version)
         folder.mkdir(parents=True, exist_ok=True)
-        write_atomic(folder / "model.onnx", models[name].SerializeToString())
+        write_atomic(folder / "model.onnx", models[name])
         write_atomic(repository / name / "config.pbtxt", configs[name].encode())
     card = {
         "version": version,

@@ -118,3 +118,41 @@ def test_top_cells_tolerates_ties_only():
     ref = np.array([0.5, 0.2, 0.2, 0.1])
     assert same_top_cells(ref, ref + 1e-12, 2)[0]
     assert not same_top_cells(ref, np.array([0.5, 0.1, 0.1, 0.3]), 2)[0]
+
+
+def test_tensorrt_engine_cache_is_keyed_by_the_model_file(tiny_models, tmp_path):
+    """A retrained model never loads an old engine: the cache folder is per checksum; the
+    same weights exported twice share theirs."""
+    import re
+
+    from export.onnx_export import export_pair
+    from export.repository import write_repository
+    from training.mil import MilConfig, train_mil
+
+    def cache_paths(repo):
+        text = {m: (repo / m / "config.pbtxt").read_text() for m in (contract.ENCODER, contract.AGGREGATOR)}
+        return {
+            m: re.search(r'key: "trt_engine_cache_path" value: "([^"]+)"', t).group(1)
+            for m, t in text.items()
+        }
+
+    pair = export_pair(tiny_models.encoder, tiny_models.aggregator, tmp_path / "onnx", allow_degenerate=True)
+    write_repository(pair, tmp_path / "a")
+    again = export_pair(
+        tiny_models.encoder, tiny_models.aggregator, tmp_path / "onnx2", allow_degenerate=True
+    )
+    write_repository(again, tmp_path / "b")
+    assert cache_paths(tmp_path / "a") == cache_paths(tmp_path / "b")  # same weights, same engine
+    first = cache_paths(tmp_path / "a")
+    assert re.fullmatch(rf"/trt_cache/{contract.ENCODER}-[0-9a-f]{{16}}", first[contract.ENCODER])
+    retrained = train_mil(
+        MilConfig(epochs=1, patience=1, seed=7),
+        tiny_models.embeddings,
+        tiny_models.bags / "labels.csv",
+        tmp_path / "mil",
+    )
+    pair2 = export_pair(tiny_models.encoder, retrained, tmp_path / "onnx3", allow_degenerate=True)
+    write_repository(pair2, tmp_path / "a")  # version 2 of the same architecture, other weights
+    second = cache_paths(tmp_path / "a")
+    assert second[contract.AGGREGATOR] != first[contract.AGGREGATOR]
+    assert second[contract.ENCODER] == first[contract.ENCODER]  # the encoder did not change
