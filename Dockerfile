@@ -21,8 +21,12 @@ EXPOSE 8000 8001 8002
 # The first start builds the TensorRT engines (minutes on a large GPU): a long start period.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=900s --retries=3 \
     CMD curl -fsS http://localhost:8000/v2/health/ready || exit 1
-ENTRYPOINT ["tritonserver", "--model-repository=/models", "--strict-readiness=true", \
-            "--allow-metrics=true", "--allow-gpu-metrics=true", "--metrics-port=8002"]
+# NVIDIA's entrypoint stays (it checks the driver's compatibility before Triton starts);
+# Triton's flags are the CMD, so an operator can override them. The configs are complete:
+# Triton must not auto-complete them (a wrong config fails loudly instead of being patched).
+ENTRYPOINT ["/opt/nvidia/nvidia_entrypoint.sh"]
+CMD ["tritonserver", "--model-repository=/models", "--strict-readiness=true", "--disable-auto-complete-config", \
+     "--allow-metrics=true", "--allow-gpu-metrics=true", "--metrics-port=8002"]
 
 FROM python:3.11-slim AS client
 WORKDIR /src

@@ -16,6 +16,9 @@ def test_dockerfile_pins_triton_runs_unprivileged_and_checks_health():
     assert re.search(r"ARG TRITON_IMAGE=nvcr.io/nvidia/tritonserver:\d\d\.\d\d-py3", text)
     server = text.split("AS server", 1)[1].split("AS client", 1)[0]
     assert "USER triton-server" in server and "/v2/health/ready" in server and "--start-period=900s" in server
+    # NVIDIA's entrypoint (driver checks) kept; Triton's flags as CMD, configs never auto-completed
+    assert 'ENTRYPOINT ["/opt/nvidia/nvidia_entrypoint.sh"]' in server
+    assert re.search(r'^CMD \["tritonserver", .*"--disable-auto-complete-config"', server, re.M)
     for src in re.findall(r"^COPY (?:--chown=\S+ )?(\S+)", text, re.M):
         assert (ROOT / src).exists(), f"Dockerfile copies missing {src}"
     client = text.split("AS client", 1)[1]
