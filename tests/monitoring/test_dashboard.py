@@ -92,3 +92,12 @@ def test_triton_latency_series_are_scraped(prometheus):
 
 def test_a_broken_expression_would_be_caught(prometheus):
     assert query(prometheus, "sum by (model) (rate(nv_inference_count[1m])")["status"] == "error"
+
+
+def test_durations_are_divided_by_requests_not_by_inferences():
+    """Triton adds a whole batch's compute time to every request of the batch: a duration
+    per request divides by nv_inference_request_success, never by nv_inference_count."""
+    durations = [e for e in dashboard_expressions() if "_duration_us" in e]
+    assert len(durations) >= 3
+    for expr in durations:
+        assert "nv_inference_request_success" in expr and "nv_inference_count" not in expr, expr
