@@ -52,18 +52,24 @@ def _thumbnail(path: Path, size: int = 96) -> str:
 
 
 def _histogram_svg(attention: np.ndarray, bins: int = 30, width: int = 360, height: int = 110) -> str:
-    counts, edges = np.histogram(attention, bins=bins)
+    """Histogram of the attention on a log scale: a model that decides gives a few cells most
+    of the attention and the rest orders of magnitude less, which a linear scale shows as
+    one bar."""
+    logs = np.log10(np.clip(np.asarray(attention, dtype=np.float64), 1e-30, None))
+    counts, edges = np.histogram(logs, bins=bins)
     peak = max(int(counts.max()), 1)
     bar = width / bins
     rects = "".join(
         f'<rect x="{i * bar:.1f}" y="{height - 20 - (c / peak) * (height - 30):.1f}" width="{bar - 1:.1f}" '
-        f'height="{(c / peak) * (height - 30):.1f}" fill="#6a51a3"><title>{c} cells in [{edges[i]:.2e}, {edges[i + 1]:.2e})</title></rect>'
+        f'height="{(c / peak) * (height - 30):.1f}" fill="#6a51a3"><title>{c} cells in '
+        f"[{10 ** edges[i]:.2e}, {10 ** edges[i + 1]:.2e})</title></rect>"
         for i, c in enumerate(counts)
     )
     return (
-        f'<svg class="hist" width="{width}" height="{height}" role="img" aria-label="attention histogram">{rects}'
-        f'<text x="0" y="{height - 4}" font-size="10">{edges[0]:.1e}</text>'
-        f'<text x="{width}" y="{height - 4}" font-size="10" text-anchor="end">{edges[-1]:.1e}</text></svg>'
+        f'<svg class="hist" width="{width}" height="{height}" role="img" aria-label="attention histogram, log scale">'
+        f'{rects}<text x="0" y="{height - 4}" font-size="10">{10 ** edges[0]:.1e}</text>'
+        f'<text x="{width / 2}" y="{height - 4}" font-size="10" text-anchor="middle">attention (log scale)</text>'
+        f'<text x="{width}" y="{height - 4}" font-size="10" text-anchor="end">{10 ** edges[-1]:.1e}</text></svg>'
     )
 
 
@@ -147,7 +153,7 @@ class Report:
             f"<p>P(abnormal) = {r.probability:.3f} (threshold {r.threshold:.3f}, {r.threshold_source}); {len(r.cells)} cells"
             f"{f', {len(r.skipped)} skipped' if r.skipped else ''}; {r.timings.get('total_s', 0):.1f} s</p>"
             + (self._truth_line(r, positives) if positives is not None else "")
-            + f"<h3>Attention over the cells</h3>{_histogram_svg(r.attention)}"
+            + f"<h3>Attention over the cells (log scale)</h3>{_histogram_svg(r.attention)}"
             f'<h3>Top {min(shown, len(r.cells))} cells by attention</h3><div class="gallery">{tiles}</div>'
             + (f"<h3>Skipped files</h3><ul>{skipped}</ul>" if skipped else "")
             + "</section>\n"
