@@ -26,7 +26,7 @@ def health(
         live = client.is_server_live(client_timeout=timeout)
         ready = client.is_server_ready(client_timeout=timeout)
     except InferenceServerException:
-        raise unreachable(url) from None
+        raise unreachable(url, ssl) from None
     typer.echo(f"server {url}: {'live' if live else 'not live'}, {'ready' if ready else 'not ready'}")
     all_ready = live and ready
     for name in contract.SERVED_MODELS:

@@ -93,7 +93,7 @@ class TritonModels:
         except InferenceServerException:
             live = False
         if not live:
-            raise unreachable(settings.url)
+            raise unreachable(settings.url, settings.ssl)
         try:
             for name in (settings.encoder_model, settings.aggregator_model, contract.MODEL_CARD):
                 if not self.client.is_model_ready(name, client_timeout=wait):
@@ -209,8 +209,14 @@ class EncoderStream:
         return embeddings
 
 
-def unreachable(url: str) -> SlamError:
-    """The error of a server that does not answer (for `infer` and `health`)."""
+def unreachable(url: str, ssl: bool = False) -> SlamError:
+    """The error of a server that does not answer (for `infer` and `health`); with --ssl the
+    likely cause is a server without TLS, which a failed handshake cannot tell apart."""
+    if ssl:
+        return SlamError(
+            f"cannot reach a Triton server at {url} over TLS: if the server does not use TLS, drop --ssl; "
+            "otherwise check --url and --root-certificates"
+        )
     return SlamError(f"cannot reach a Triton server at {url}: start one with `slamctl serve` or check --url")
 
 

@@ -267,6 +267,15 @@ def test_an_unwritable_out_is_one_line_and_keeps_what_was_written(server, tiny_b
     assert r.code == 1 and "cannot write the results" in r.err
 
 
+def test_ssl_against_a_plain_server_says_so(server, tiny_bags, tmp_path):
+    r = run_cli(
+        "infer", tiny_bags / "bag_0000", "--url", server.grpc_url, "--out", tmp_path, "--ssl", "--timeout", 3
+    )
+    assert r.code == 1 and "over TLS: if the server does not use TLS, drop --ssl" in r.err
+    r = run_cli("health", "--url", server.grpc_url, "--ssl", "--timeout", 3)
+    assert r.code == 1 and "drop --ssl" in r.err
+
+
 def test_deadline_exceeded_marks_the_bag_failed(server, tiny_bags, tmp_path):
     r = run_cli(
         "infer",
