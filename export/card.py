@@ -22,6 +22,7 @@ CARD_FILE = "card.json"
 # Triton's Python backend loads this file as slam_model_card/<version>/model.py.
 MODEL_PY = f'''"""slam_model_card for Triton's Python backend: answers every request with card.json."""
 
+import json
 from pathlib import Path
 
 import numpy as np
