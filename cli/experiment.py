@@ -36,7 +36,7 @@ def wr_sweep(
         str,
         typer.Option(
             help=f"Comma-separated pretraining methods among {', '.join(PRETRAIN_METHODS)} (default: all).",
-            callback=lambda v: check_methods(v),
+            callback=check_methods,
         ),
     ] = "",
     witness_rates: Annotated[

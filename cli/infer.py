@@ -138,9 +138,9 @@ class BarProgress(Progress):
             err.print(
                 f"[yellow]warning:[/yellow] the served model is flagged degenerate: {models.card['health']}"
             )
-        chosen = self.threshold if self.threshold is not None else models.threshold
-        source = "--threshold" if self.threshold is not None else f"served: {models.card['threshold_rule']}"
-        err.print(f"threshold {chosen:.3f} ({source})")
+        chosen, source = models.decision_threshold(self.threshold)
+        rule = f"served: {models.card['threshold_rule']}" if source == "server" else source
+        err.print(f"threshold {chosen:.3f} ({rule})")
         self.overall = self.bar.add_task("bags", total=bags, info="")
 
     def bag(self, name: str):

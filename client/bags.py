@@ -27,8 +27,6 @@ def list_cells(folder: Path) -> tuple[list[str], list[tuple[str, str]]]:
                 continue
             try:
                 regular = e.is_file()  # follows links; a loop or a dangling link is not a file
-                if regular:
-                    os.stat(e.path)
             except OSError as err:
                 skipped.append((e.name, f"cannot read the entry ({err.strerror})"))
                 continue

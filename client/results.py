@@ -17,9 +17,8 @@ from slamctl.files import write_atomic
 
 @dataclass
 class BagFailure(Exception):
-    kind: (
-        str  # unreadable_image, unreadable_bag, too_large, timeout, unavailable, server_error, invalid_output
-    )
+    # unreadable_image, unreadable_bag, too_large, timeout, unavailable, server_error, invalid_output
+    kind: str
     message: str
 
     def __str__(self) -> str:

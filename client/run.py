@@ -109,8 +109,9 @@ def infer_bag(
         )
     t_end = time.perf_counter()
     timings = {"embed_s": t_embed - t_start, "aggregate_s": t_end - t_embed, "total_s": t_end - t_start}
-    chosen, source = (models.threshold, "server") if threshold is None else (threshold, "--threshold")
-    return BagResult(bag.name, float(probs[1]), chosen, source, names, attention, skipped, timings)
+    return BagResult(
+        bag.name, float(probs[1]), *models.decision_threshold(threshold), names, attention, skipped, timings
+    )
 
 
 class Progress:

@@ -125,6 +125,10 @@ class TritonModels:
             ) from None
         return parse_card(result.as_numpy(contract.CARD)[0], f"{self.settings.url} {contract.MODEL_CARD}")
 
+    def decision_threshold(self, threshold: float | None) -> tuple[float, str]:
+        """(threshold, its source): the given one ("--threshold"), else the served card's ("server")."""
+        return (self.threshold, "server") if threshold is None else (threshold, "--threshold")
+
     def aggregator_request(self, embeddings: np.ndarray) -> bytes:
         """The aggregator's request for one bag's embeddings (N, D), as wire bytes."""
         outputs = [contract.BAG_PROBS, contract.ATTENTION]

@@ -54,14 +54,14 @@ def tensor_block(kind: str, specs: tuple[contract.TensorSpec, ...]) -> str:
     return f"{kind} [\n{items}\n]\n"
 
 
-def trt_cache_path(cache_dir: str, name: str, onnx_bytes: bytes) -> str:
+def trt_cache_path(cache_dir: str, name: str, sha256: str) -> str:
     """The TensorRT engine cache of one model file: a folder per model and per checksum.
 
     ONNX Runtime names cached engines from the graph (names, shapes, versions), not from
     the weights: with one folder per model, a retrained model of the same architecture
     would load the old engine and serve the old weights. One level below the cache volume,
     as before: ONNX Runtime creates the last folder of the path only."""
-    return f"{cache_dir}/{name}-{hashlib.sha256(onnx_bytes).hexdigest()[:16]}"
+    return f"{cache_dir}/{name}-{sha256[:16]}"
 
 
 def _trt_block(precision: str, workspace: int, cache: str, shapes: tuple[str, str, str]) -> str:
@@ -159,7 +159,8 @@ def write_repository(
         contract.ENCODER: pair.encoder.SerializeToString(),
         contract.AGGREGATOR: pair.aggregator.SerializeToString(),
     }
-    caches = {name: trt_cache_path(settings.trt_cache_dir, name, models[name]) for name in MODELS}
+    digests = {name: hashlib.sha256(models[name]).hexdigest() for name in MODELS}  # the files' sha256
+    caches = {name: trt_cache_path(settings.trt_cache_dir, name, digests[name]) for name in MODELS}
     configs = {
         contract.ENCODER: encoder_config(
             pair.size, pair.dim, settings, pair.image_size, caches[contract.ENCODER]
@@ -185,7 +186,7 @@ def write_repository(
         "max_bag_cells": settings.max_bag_cells,
         "degenerate": bool(pair.health.get("degenerate", False)),
         "health": pair.health,
-        "sha256": {name: sha256_of(repository / name / str(version) / "model.onnx") for name in MODELS},
+        "sha256": digests,
         "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     card_file = card_path(repository, version)

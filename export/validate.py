@@ -265,9 +265,7 @@ def check_card(checks: Checks, repo: Path, onnx_paths: dict[str, Path]) -> None:
         f"backend {config.backend!r}, max_batch_size {config.max_batch_size}",
     )
     want = {t.name: (t.triton_dtype, t.dims) for t in contract.card_inputs() + contract.card_outputs()}
-    have = {
-        e.name: (dtype_name(e.data_type), tuple(e.dims)) for e in list(config.input) + list(config.output)
-    }
+    have = _config_tensors([*config.input, *config.output], batching=False)
     checks.add(model, "tensors follow the serving contract", want == have, f"{have}")
     versions = existing_versions(repo / model)
     folder = repo / model / str(versions[-1]) if versions else repo / model / "<none>"

@@ -17,13 +17,13 @@ from pathlib import Path
 import numpy as np
 
 from slamctl.errors import SlamError
+from slamctl.tables import write_csv
 from training.bagset import (
     CELLS_FILE,
     LABELS_FILE,
     SPLIT_FILE,
     assign_splits,
     list_images,
-    write_csv,
 )
 from training.synthetic import positives_in_bag
 

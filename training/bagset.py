@@ -13,9 +13,7 @@ from pathlib import Path
 
 from slamctl.errors import SlamError
 from slamctl.images import IMAGE_SUFFIXES
-from slamctl.tables import parse_label, read_csv, read_truth_file, write_csv
-
-__all__ = ["read_csv", "write_csv"]  # re-exported: training modules read and write CSVs through here
+from slamctl.tables import parse_label, read_csv, read_truth_file
 
 LABELS_FILE = "labels.csv"
 SPLIT_FILE = "split.csv"

@@ -16,7 +16,8 @@ import numpy as np
 
 from slamctl.errors import SlamError
 from slamctl.files import write_atomic
-from training.bagset import LABELS_FILE, read_cell_truth, write_csv
+from slamctl.tables import write_csv
+from training.bagset import LABELS_FILE, read_cell_truth
 from training.embed import EmbeddedBag
 from training.health import model_health
 from training.metrics import binary_metrics, default_top_k, top_k_retrieval

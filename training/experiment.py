@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from slamctl.tables import read_csv, write_csv
 from training.bag_generation import BagSpec, make_bags
-from training.bagset import read_csv, write_csv
 from training.embed import embed_bags
 from training.evaluate import evaluate
 from training.mil import MilConfig, train_mil

@@ -22,8 +22,9 @@ import torch
 import torch.nn.functional as F
 
 from slamctl.errors import SlamError
+from slamctl.tables import write_csv
 from training.abmil import ABMIL
-from training.bagset import assign_splits, read_labels_csv, read_split, write_csv
+from training.bagset import assign_splits, read_labels_csv, read_split
 from training.checkpoint import MIL_KIND, load_checkpoint, save_checkpoint
 from training.choices import AGGREGATORS
 from training.embed import EmbeddedBag, load_embedded, read_meta

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from slamctl.errors import SlamError
-from training.bagset import CELLS_FILE, LABELS_FILE, SPLIT_FILE, assign_splits, write_csv
+from slamctl.tables import write_csv
+from training.bagset import CELLS_FILE, LABELS_FILE, SPLIT_FILE, assign_splits
 from training.embed import META_FILE, save_npz
 from training.synthetic import positives_in_bag
 

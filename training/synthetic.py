@@ -21,7 +21,8 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from slamctl.errors import SlamError
-from training.bagset import CELLS_FILE, LABELS_FILE, SPLIT_FILE, assign_splits, write_csv
+from slamctl.tables import write_csv
+from training.bagset import CELLS_FILE, LABELS_FILE, SPLIT_FILE, assign_splits
 
 BACKGROUND = np.array([238.0, 228.0, 232.0])
 
