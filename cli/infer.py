@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -11,7 +12,7 @@ from rich.table import Table
 from cli.choices import Format
 from cli.console import err, progress_bar
 from cli.options import CertificateChain, PrivateKey, RootCertificates, Ssl, Timeout, Url
-from client.run import Progress, RunOptions, run
+from client.run import RUN_FILES, Progress, RunOptions, run
 from client.triton import ClientSettings, TritonModels
 from slamctl import contract
 from slamctl.errors import SlamError
@@ -57,8 +58,14 @@ def infer(
     metrics_port: Annotated[
         int | None, typer.Option(help="Serve client metrics on this port during the run.")
     ] = None,
+    metrics_host: Annotated[
+        str, typer.Option(help="Address of --metrics-port (0.0.0.0 to let another host scrape it).")
+    ] = _RUN.metrics_host,
     pushgateway: Annotated[
-        str | None, typer.Option(help="Push client metrics to this Pushgateway at the end.")
+        str | None,
+        typer.Option(
+            help="Push client metrics to this Pushgateway at the end (grouped by run: label run=RUN_ID)."
+        ),
     ] = None,
     encoder_model: Annotated[str, typer.Option(help="Encoder model name on the server.")] = contract.ENCODER,
     aggregator_model: Annotated[
@@ -99,8 +106,10 @@ def infer(
         truth=truth,
         resume=resume,
         metrics_port=metrics_port,
+        metrics_host=metrics_host,
         pushgateway=pushgateway,
     )
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops like Ctrl-C
     with progress_bar() as bar:
         summary = run(paths, settings, options, BarProgress(bar, threshold))
 
@@ -122,7 +131,13 @@ def infer(
     if summary.push_error:
         raise SlamError(summary.push_error)
     if pushgateway:
-        err.print(f"client metrics pushed to {pushgateway} (job slamctl_infer)")
+        err.print(f"client metrics pushed to {pushgateway} (job slamctl_infer, run {summary.run_id})")
+    if summary.interrupted:
+        err.print(
+            f"interrupted: {len(summary.interrupted)} bags not done (listed in {out / RUN_FILES[0]}); "
+            "rerun with --resume to finish"
+        )
+        raise typer.Exit(code=130)
     if summary.failed:
         raise typer.Exit(code=1)
 
@@ -136,7 +151,9 @@ class BarProgress(Progress):
     def start(self, models: TritonModels, bags: int) -> None:
         if models.card["degenerate"]:
             err.print(
-                f"[yellow]warning:[/yellow] the served model is flagged degenerate: {models.card['health']}"
+                "[yellow]warning:[/yellow] the served model is flagged degenerate: "
+                + "; ".join(models.card["health"].get("reasons", [])),
+                highlight=False,
             )
         chosen, source = models.decision_threshold(self.threshold)
         rule = f"served: {models.card['threshold_rule']}" if source == "server" else source

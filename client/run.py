@@ -9,6 +9,7 @@ fails is recorded and the run goes on with the next.
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -39,17 +40,25 @@ class RunOptions:
     truth: Path | None = None  # cells.csv for the report (None: one beside the bags, if any)
     resume: bool = False  # skip bags whose result file exists
     metrics_port: int | None = None  # serve client metrics during the run
+    metrics_host: str = "127.0.0.1"  # its address (0.0.0.0: every interface)
     pushgateway: str | None = None  # push client metrics there at the end
+
+
+def new_run_id() -> str:
+    """A run's identifier: UTC start time and a random suffix (no host, user or bag name)."""
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
 
 
 @dataclass
 class RunSummary:
+    run_id: str = field(default_factory=new_run_id)  # in run_summary.json and the Pushgateway's group
     rows: list[tuple[str, ...]] = field(default_factory=list)  # bag, decision, P, cells, skipped, seconds
     failed: list[tuple[str, str]] = field(default_factory=list)  # (bag, "kind: message")
     reused: list[str] = field(default_factory=list)  # bags done by an earlier run (resume)
     report: Path | None = None
     metrics_file: Path | None = None
     push_error: str | None = None  # the results are saved even when the push failed
+    interrupted: list[str] = field(default_factory=list)  # bags not done because of Ctrl-C/SIGTERM
 
 
 def infer_bag(
@@ -153,9 +162,11 @@ def run(
         from prometheus_client import start_http_server
 
         try:
-            start_http_server(options.metrics_port, registry=metrics.REGISTRY)
+            start_http_server(options.metrics_port, addr=options.metrics_host, registry=metrics.REGISTRY)
         except OSError as e:
-            raise SlamError(f"--metrics-port {options.metrics_port}: cannot listen ({e.strerror})") from None
+            raise SlamError(
+                f"--metrics-port {options.metrics_port}: cannot listen on {options.metrics_host} ({e.strerror})"
+            ) from None
     try:
         return _run_bags(bags, paths, models, options, progress)
     except OSError as e:  # --out read-only, full, or a result path taken by a folder
@@ -163,6 +174,8 @@ def run(
             f"{e.filename or options.out}: cannot write the results ({e.strerror}); the bags written so far "
             "are kept: free the space or choose --out, then rerun with --resume"
         ) from None
+    finally:
+        models.close()
 
 
 def _run_bags(
@@ -188,7 +201,7 @@ def _run_bags(
             out / RUN_FILES[1], options.top_k, options.report_cells, truth=read_truth(options.truth, paths)
         )
     with ThreadPoolExecutor(settings.decode_threads) as pool:
-        for bag in bags:
+        for i, bag in enumerate(bags):
             if options.resume and output_path(out, bag.name, options.format).exists():
                 summary.reused.append(bag.name)
                 progress.bag_done(bag.name, len(summary.failed))
@@ -197,6 +210,9 @@ def _run_bags(
             t0 = time.perf_counter()
             try:
                 result = infer_bag(bag, models, pool, threshold=options.threshold, on_batch=on_batch)
+            except KeyboardInterrupt:  # Ctrl-C or SIGTERM: keep what is done, say what is not
+                summary.interrupted = [b.name for b in bags[i:]]
+                break
             except BagFailure as e:
                 metrics.BAGS.labels("failed").inc()
                 summary.failed.append((bag.name, f"{e.kind}: {e}"))
@@ -219,9 +235,11 @@ def _run_bags(
                 del result  # before the next bag: the run holds one bag's cells at a time
             progress.bag_done(bag.name, len(summary.failed))
     record = {
+        "run_id": summary.run_id,
         "done": [row[0] for row in summary.rows],
         "reused": summary.reused,
         "failed": dict(summary.failed),
+        "interrupted": summary.interrupted,
     }
     write_atomic(out / RUN_FILES[0], json.dumps(record, indent=2) + "\n")
     if page:
@@ -232,8 +250,12 @@ def _run_bags(
     write_to_textfile(str(summary.metrics_file), metrics.REGISTRY)  # this run's client metrics
     if options.pushgateway:
         try:
-            push_to_gateway(
-                options.pushgateway, job="slamctl_infer", registry=metrics.REGISTRY, timeout=CONTROL_TIMEOUT
+            push_to_gateway(  # one group per run: a push never replaces another run's metrics
+                options.pushgateway,
+                job="slamctl_infer",
+                grouping_key={"run": summary.run_id},
+                registry=metrics.REGISTRY,
+                timeout=CONTROL_TIMEOUT,
             )
         except OSError as e:  # URLError, HTTPError, refused connection
             summary.push_error = (

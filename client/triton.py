@@ -26,7 +26,11 @@ from slamctl.card import parse_card
 from slamctl.errors import SlamError
 
 CONTROL_TIMEOUT = 10.0  # seconds for health and model-configuration calls
-RETRYABLE = {"StatusCode.UNAVAILABLE": "unavailable", "StatusCode.DEADLINE_EXCEEDED": "timeout"}
+RETRYABLE = {  # a model checked ready at the start and NOT_FOUND later is being reloaded
+    "StatusCode.UNAVAILABLE": "unavailable",
+    "StatusCode.DEADLINE_EXCEEDED": "timeout",
+    "StatusCode.NOT_FOUND": "model_unavailable",
+}
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,7 @@ class TritonModels:
             if creds
             else grpc.insecure_channel(settings.url, options)
         )
+        self._channel = channel
         self._model_infer = channel.unary_unary(
             wire.MODEL_INFER,
             request_serializer=None,
@@ -112,6 +117,12 @@ class TritonModels:
         self.threshold = float(self.card["threshold"])  # chosen on validation bags by `train mil`
         self.image_size = int(self.card["image_size"])  # the training image size (see prepare_cell)
         self.max_bag = int(self.card["max_bag_cells"])
+
+    def close(self) -> None:
+        """Close both channels now (left to the garbage collector while a Ctrl-C unwinds, gRPC's
+        channel close can wait forever)."""
+        self._channel.close()
+        self.client.close()
 
     def _read_card(self, wait: float) -> dict:
         """The served model card (export/card.py): threshold, sizes, checksums."""

@@ -12,6 +12,7 @@ puts the interpreter's LIBDIR at the front of LD_LIBRARY_PATH before Triton star
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from serving import proxy_fix
 from slamctl import contract
 from slamctl.errors import SlamError
 
@@ -212,15 +214,56 @@ def read_card(repository: Path) -> bytes:
     return card_path(repository, version).read_bytes()
 
 
+SHM_DIR = Path("/dev/shm")
+
+
+def shm_segments(pid: int | None = None) -> list[Path]:
+    """PyTriton's shared-memory segments (`pytrtion<pid>-...`, its spelling) of process `pid`,
+    or of every process."""
+    if not SHM_DIR.is_dir():
+        return []
+    return sorted(SHM_DIR.glob(f"pytrtion{pid}-*" if pid is not None else "pytrtion*"))
+
+
+def remove_stale_shm() -> list[Path]:
+    """Remove the segments of `slamctl serve` processes that no longer exist (one killed with
+    SIGKILL cannot clean up after itself); the segments of live servers are kept."""
+    removed = []
+    for path in shm_segments():
+        pid = path.name.removeprefix("pytrtion").split("-", 1)[0]
+        if not pid.isdigit() or Path(f"/proc/{pid}").exists():
+            continue
+        with contextlib.suppress(OSError):
+            path.unlink()
+            removed.append(path)
+    return removed
+
+
 def serve(settings: ServerSettings, *, on_ready: Callable[[list[ServedModel]], None] | None = None) -> None:
-    """Start Triton, bind both models, serve until SIGTERM or Ctrl-C, then stop cleanly."""
+    """Start Triton, bind both models, serve until SIGTERM or Ctrl-C, then stop cleanly.
+
+    SlamError if tritonserver exits on its own (crashed or killed): the caller must not
+    report a clean stop then. PyTriton starts tritonserver with PR_SET_PDEATHSIG, so a
+    killed `slamctl serve` takes its Triton with it.
+    """
     from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
     from pytriton.triton import Triton, TritonConfig
 
     models = read_models(settings.repository)
     card = read_card(settings.repository)
     check_ports(settings)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops like Ctrl-C
+    proxy_fix.install()
+    for path in remove_stale_shm():
+        log.info("removed %s (left by a server that no longer runs)", path)
+    stop_requested = False
+
+    def request_stop(signum, frame) -> None:
+        nonlocal stop_requested
+        stop_requested = True
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, request_stop)  # SIGTERM stops like Ctrl-C
+    signal.signal(signal.SIGINT, request_stop)
     os.environ.update(python_backend_env())
     config = TritonConfig(
         http_address=settings.host,
@@ -278,6 +321,14 @@ def serve(settings: ServerSettings, *, on_ready: Callable[[list[ServedModel]], N
             triton.run()
             if on_ready:
                 on_ready(models)
-            triton.serve()  # returns on SIGINT/SIGTERM (it catches KeyboardInterrupt itself)
+            triton.serve()  # returns on SIGINT/SIGTERM (it catches KeyboardInterrupt itself) or when Triton dies
     except KeyboardInterrupt:
         log.info("stopping")
+    finally:
+        for path in shm_segments(os.getpid()):  # PyTriton leaves them when tritonserver dies
+            with contextlib.suppress(OSError):
+                path.unlink()
+    if not stop_requested:
+        raise SlamError(
+            f"tritonserver exited unexpectedly (crashed or killed); its log: {settings.triton_log()}"
+        )

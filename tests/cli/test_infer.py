@@ -378,6 +378,20 @@ def test_metrics_file_and_port_carry_no_bag_identifier(server, tiny_bags, tmp_pa
     assert "bag_0004" not in text and "cell_" not in text
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as served:
         assert "slamctl_bag_latency_seconds_bucket" in served.read().decode()
+    assert listening_addresses(port) == ["127.0.0.1"]  # not every interface unless --metrics-host says so
+
+
+def listening_addresses(port: int) -> list[str]:
+    """The IPv4 addresses a TCP port listens on, from /proc/net/tcp."""
+    import ipaddress
+
+    found = []
+    for line in open("/proc/net/tcp").read().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        address, hex_port = local.split(":")
+        if int(hex_port, 16) == port and state == "0A":  # LISTEN
+            found.append(str(ipaddress.IPv4Address(bytes.fromhex(address)[::-1])))
+    return found
 
 
 def test_metrics_pushed_to_a_real_pushgateway(server, tiny_bags, tmp_path):
@@ -400,24 +414,33 @@ def test_metrics_pushed_to_a_real_pushgateway(server, tiny_bags, tmp_path):
                 break
             except OSError:
                 time.sleep(0.1)
-        r = run_cli(
-            "infer",
-            tiny_bags / "bag_0003",
-            "--url",
-            server.grpc_url,
-            "--out",
-            tmp_path,
-            "--pushgateway",
-            gateway,
-        )
-        assert r.code == 0, r.err
+        runs = []
+        for out in (tmp_path / "first", tmp_path / "second"):  # two runs: two groups, none replaced
+            r = run_cli(
+                "infer",
+                tiny_bags / "bag_0003",
+                "--url",
+                server.grpc_url,
+                "--out",
+                out,
+                "--pushgateway",
+                gateway,
+            )
+            assert r.code == 0, r.err
+            runs.append(json.loads((out / "run_summary.json").read_text())["run_id"])
+            assert runs[-1] in r.err  # the pushed run, named
         with urllib.request.urlopen(f"http://{gateway}/metrics", timeout=5) as scraped:
             text = scraped.read().decode()
-        assert re.search(
-            r'^slamctl_bags_total{instance="",job="slamctl_infer",status="ok"} [1-9]', text, re.M
-        ), text
-        assert re.search(r'^slamctl_cells_total{instance="",job="slamctl_infer"} [1-9]', text, re.M)
-        assert "bag_0003" not in text
+        for run_id in runs:
+            assert re.search(
+                rf'^slamctl_bags_total{{instance="",job="slamctl_infer",run="{run_id}",status="ok"}} [1-9]',
+                text,
+                re.M,
+            ), text
+            assert re.search(
+                rf'^slamctl_cells_total{{instance="",job="slamctl_infer",run="{run_id}"}} [1-9]', text, re.M
+            )
+        assert runs[0] != runs[1] and "bag_0003" not in text
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -434,3 +457,35 @@ def test_metrics_pushed_to_a_real_pushgateway(server, tiny_bags, tmp_path):
     )
     assert r.code == 1 and (tmp_path / "again" / "bag_0003.json").exists()
     assert r.err.strip().splitlines()[-1].startswith(f"error: --pushgateway {gateway}: could not push"), r.err
+
+
+def test_ctrl_c_and_sigterm_keep_the_bags_done_and_say_how_to_resume(server, tiny_bags, tmp_path):
+    import signal
+    import sys
+    from pathlib import Path
+
+    bags = tmp_path / "bags"
+    for i in range(300):
+        shutil.copytree(tiny_bags / "bag_0000", bags / f"b{i:03d}")
+    exe = shutil.which("slamctl", path=str(Path(sys.executable).parent))
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        out = tmp_path / f"out-{sig.name}"
+        proc = subprocess.Popen(
+            [exe, "infer", str(bags), "--url", server.grpc_url, "--out", str(out)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        while proc.poll() is None and not list(out.glob("b*.json")):
+            time.sleep(0.02)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err
+        assert "interrupted: " in err and "rerun with --resume to finish" in err and "Traceback" not in err
+        record = json.loads((out / "run_summary.json").read_text())
+        assert record["interrupted"] and len(record["done"]) + len(record["interrupted"]) == 300
+        assert sorted(p.stem for p in out.glob("b*.json")) == sorted(record["done"])
+        assert not list(out.glob(".*.tmp"))
+    r = run_cli("infer", bags, "--url", server.grpc_url, "--out", out, "--resume")
+    assert r.code == 0, r.err
+    assert len(list(out.glob("b*.json"))) == 300

@@ -4,6 +4,7 @@ import json
 import re
 import socket
 import threading
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -14,6 +15,7 @@ from tritonclient.utils import InferenceServerException
 from serving.launcher import start_server, stop_server
 from serving.server import python_backend_env
 from slamctl import contract
+from slamctl.errors import SlamError
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.slow
@@ -201,3 +203,121 @@ class TestBadInput:
         assert r.code == 1 and f"--grpc-port {port}: port already in use" in r.err
         r = run_cli("serve", "--repository", tiny_repository, "--grpc-port", port, "--http-port", port)
         assert r.code == 1 and "--grpc-port, --http-port and --metrics-port must differ" in r.err
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live process below `pid` (from /proc)."""
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        for task in (Path(f"/proc/{parent}/task")).glob("*/children"):
+            try:
+                kids = [int(k) for k in task.read_text().split()]
+            except OSError:
+                continue
+            found += kids
+            todo += kids
+    return found
+
+
+def rss_mb(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        total += int(re.search(r"^VmRSS:\s+(\d+) kB", status, re.M).group(1))
+    return total / 1024
+
+
+def test_refused_requests_free_their_memory(server, dim):
+    """Soak: refused and malformed aggregator requests must not accumulate in the server
+    (PyTriton's proxy kept each refused request alive: +2 x payload per refusal, unbounded;
+    serving/proxy_fix.py). Each refusal is one line without a server-side traceback."""
+    c = client(server)
+    processes = [server.process.pid, *descendants(server.process.pid)]
+    big = np.zeros((100_000, dim), np.float32)  # 12.8 MB at D=32, over the 20,000-cell limit
+    requests = [big, np.zeros((0, dim), np.float32)]
+
+    def refuse(n: int) -> None:
+        for i in range(n):
+            with pytest.raises(InferenceServerException) as e:
+                infer(c, contract.AGGREGATOR, contract.EMBEDDINGS, requests[i % 2], [contract.BAG_PROBS])
+            assert "Traceback" not in e.value.message() and ".py" not in e.value.message(), e.value
+
+    refuse(4)  # allocator pools and first-use buffers
+    before = rss_mb(processes)
+    refuse(20)  # 10 oversized bags: 128 MB of payload; the leak held 2 x 128 MB
+    growth = rss_mb(processes) - before
+    assert growth < 60, f"server memory grew {growth:.0f} MB over 20 refused requests"
+    assert infer(
+        c, contract.AGGREGATOR, contract.EMBEDDINGS, np.zeros((3, dim), np.float32), [contract.BAG_PROBS]
+    )
+
+
+def test_proxy_fix_matches_the_installed_pytriton():
+    import pytriton
+
+    from serving.proxy_fix import fixed_source
+
+    source = (Path(pytriton.__file__).parent / "proxy" / "model.py").read_text()
+    fixed = fixed_source(source)
+    compile(fixed, "model.py", "exec")
+    assert fixed != source and fixed_source(fixed) == fixed
+    with pytest.raises(SlamError, match="nvidia-pytriton 0.7.0 expected"):
+        fixed_source(source.replace("Model execute error", "changed"))
+
+
+def test_triton_dying_fails_serve_and_leaves_no_shared_memory(tiny_repository, tmp_path):
+    import os
+    import signal
+
+    from serving.server import shm_segments
+
+    running = start_server(tiny_repository, tmp_path)
+    try:
+        (triton,) = [
+            p
+            for p in descendants(running.process.pid)
+            if Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")[0].endswith(b"/bin/tritonserver")
+        ]
+        os.kill(triton, signal.SIGKILL)
+        assert running.process.wait(timeout=60) == 1
+    finally:
+        stop_server(running.process)
+    log = running.log.read_text()
+    assert (
+        "error: tritonserver exited unexpectedly (crashed or killed)" in log and "server stopped" not in log
+    )
+    assert shm_segments(running.process.pid) == []
+
+
+def test_killed_serve_takes_its_triton_with_it(tiny_repository, tmp_path):
+    import os
+    import signal
+    import time
+
+    running = start_server(tiny_repository, tmp_path)
+    children = descendants(running.process.pid)
+    port = int(running.grpc_url.rsplit(":", 1)[1])
+    os.kill(running.process.pid, signal.SIGKILL)
+    running.process.wait()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in children):
+        time.sleep(0.5)
+    assert not [p for p in children if Path(f"/proc/{p}").exists()], "Triton outlived slamctl serve"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))  # the port is free again
+
+
+def test_stale_shared_memory_of_dead_servers_is_removed(monkeypatch, tmp_path):
+    import os
+
+    from serving import server as server_module
+
+    monkeypatch.setattr(server_module, "SHM_DIR", tmp_path)
+    dead, alive = tmp_path / "pytrtion999999999-ab", tmp_path / f"pytrtion{os.getpid()}-cd"
+    dead.touch(), alive.touch()
+    assert server_module.remove_stale_shm() == [dead]
+    assert alive.exists() and not dead.exists()
