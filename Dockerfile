@@ -15,6 +15,7 @@ FROM ${TRITON_IMAGE} AS server
 # the image's unprivileged user (uid 1000) owns the engine cache
 RUN mkdir -p /trt_cache && chown triton-server:triton-server /trt_cache
 COPY --chown=triton-server:triton-server model_repository/ /models/
+COPY deploy/triton-serve.sh /usr/local/bin/slamctl-triton-serve
 USER triton-server
 VOLUME ["/trt_cache"]
 EXPOSE 8000 8001 8002
@@ -22,11 +23,11 @@ EXPOSE 8000 8001 8002
 HEALTHCHECK --interval=15s --timeout=5s --start-period=900s --retries=3 \
     CMD curl -fsS http://localhost:8000/v2/health/ready || exit 1
 # NVIDIA's entrypoint stays (it checks the driver's compatibility before Triton starts);
-# Triton's flags are the CMD, so an operator can override them. The configs are complete:
-# Triton must not auto-complete them (a wrong config fails loudly instead of being patched).
+# the CMD is tritonserver with slamctl's flags (deploy/triton-serve.sh: complete configs never
+# auto-completed, strict readiness, admin APIs behind a token, gRPC TLS when
+# SLAMCTL_TLS_CERT/SLAMCTL_TLS_KEY name a mounted certificate), so an operator can override it.
 ENTRYPOINT ["/opt/nvidia/nvidia_entrypoint.sh"]
-CMD ["tritonserver", "--model-repository=/models", "--strict-readiness=true", "--disable-auto-complete-config", \
-     "--allow-metrics=true", "--allow-gpu-metrics=true", "--metrics-port=8002"]
+CMD ["slamctl-triton-serve"]
 
 FROM python:3.11-slim AS client
 WORKDIR /src

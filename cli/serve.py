@@ -24,6 +24,10 @@ def serve(
     log_file: Annotated[
         Path | None, typer.Option(help="tritonserver's log (default: in the temp folder).")
     ] = None,
+    tls_cert: Annotated[
+        Path | None, typer.Option(help="Serve gRPC over TLS with this certificate (PEM); needs --tls-key.")
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="The private key (PEM) of --tls-cert.")] = None,
 ) -> None:
     """Serve the repository with a real Triton server and ONNX Runtime; stop with Ctrl-C or SIGTERM.
 
@@ -41,12 +45,14 @@ def serve(
         metrics_port=metrics_port,
         threads=threads,
         log_file=log_file,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
     )
 
     def ready(models) -> None:
         names = ", ".join(f"{m.name} v{m.version}" for m in models)
         err.print(
-            f"serving {names}: gRPC {host}:{grpc_port}, HTTP {host}:{http_port}, "
+            f"serving {names}: gRPC{' (TLS)' if tls_cert else ''} {host}:{grpc_port}, HTTP {host}:{http_port}, "
             f"metrics http://{host}:{metrics_port}/metrics, log {settings.triton_log()} (Ctrl-C to stop)"
         )
 

@@ -41,8 +41,11 @@ class RunningServer:
             return r.read().decode()
 
 
-def start_server(repository: Path, workdir: Path, timeout: float = 90.0, threads: int = 1) -> RunningServer:
-    """`slamctl serve` as a real subprocess on free ports; returns once its models are ready."""
+def start_server(
+    repository: Path, workdir: Path, timeout: float = 90.0, threads: int = 1, extra: tuple[str, ...] = ()
+) -> RunningServer:
+    """`slamctl serve` as a real subprocess on free ports (more options in `extra`); returns
+    once its models are ready."""
     grpc, http, metrics = free_ports(3)
     log = workdir / "serve.log"
     exe = shutil.which("slamctl", path=str(Path(sys.executable).parent)) or "slamctl"
@@ -61,6 +64,7 @@ def start_server(repository: Path, workdir: Path, timeout: float = 90.0, threads
         str(threads),
         "--log-file",
         str(workdir / "triton.log"),
+        *extra,
     ]
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)

@@ -42,6 +42,8 @@ class ServerSettings:
     threads: int = 0  # ONNX Runtime intra-op threads per model (0: ONNX Runtime decides)
     log_file: Path | None = None  # tritonserver's own log (default: a file in the temp folder)
     log_verbose: int = 0
+    tls_cert: Path | None = None  # gRPC over TLS with this certificate (PEM) ...
+    tls_key: Path | None = None  # ... and its private key (PEM)
 
     def triton_log(self) -> Path:
         return self.log_file or Path(tempfile.gettempdir()) / f"slamctl-triton-{self.grpc_port}.log"
@@ -87,6 +89,21 @@ def check_ports(settings: ServerSettings) -> None:
                 s.bind((settings.host, port))
             except OSError:
                 raise SlamError(f"{option} {port}: port already in use on {settings.host}") from None
+
+
+def check_tls(settings: ServerSettings) -> None:
+    """Both TLS files or neither, each readable PEM (Triton would fail late, in its log)."""
+    if (settings.tls_cert is None) != (settings.tls_key is None):
+        raise SlamError("--tls-cert and --tls-key go together: give both (PEM certificate and its key)")
+    for option, path in (("--tls-cert", settings.tls_cert), ("--tls-key", settings.tls_key)):
+        if path is None:
+            continue
+        try:
+            head = Path(path).read_bytes()[:4096]
+        except OSError as e:
+            raise SlamError(f"{option} {path}: cannot read ({e.strerror})") from None
+        if b"-----BEGIN " not in head:
+            raise SlamError(f"{option} {path}: expected a PEM file (-----BEGIN ...)")
 
 
 def read_models(repository: Path) -> list[ServedModel]:
@@ -252,6 +269,7 @@ def serve(settings: ServerSettings, *, on_ready: Callable[[list[ServedModel]], N
     models = read_models(settings.repository)
     card = read_card(settings.repository)
     check_ports(settings)
+    check_tls(settings)
     proxy_fix.install()
     for path in remove_stale_shm():
         log.info("removed %s (left by a server that no longer runs)", path)
@@ -265,6 +283,13 @@ def serve(settings: ServerSettings, *, on_ready: Callable[[list[ServedModel]], N
     signal.signal(signal.SIGTERM, request_stop)  # SIGTERM stops like Ctrl-C
     signal.signal(signal.SIGINT, request_stop)
     os.environ.update(python_backend_env())
+    tls = {}  # PyTriton talks to its Triton over HTTP: unaffected by gRPC TLS
+    if settings.tls_cert is not None:
+        tls = {
+            "grpc_use_ssl": True,
+            "grpc_server_cert": str(Path(settings.tls_cert).resolve()),
+            "grpc_server_key": str(Path(settings.tls_key).resolve()),
+        }
     config = TritonConfig(
         http_address=settings.host,
         http_port=settings.http_port,
@@ -277,6 +302,7 @@ def serve(settings: ServerSettings, *, on_ready: Callable[[list[ServedModel]], N
         allow_gpu_metrics=gpu_visible(),
         log_verbose=settings.log_verbose,
         log_file=settings.triton_log(),
+        **tls,
     )
     logging.getLogger("pytriton").setLevel(logging.WARNING)  # its INFO lines repeat what we log
     try:  # SIGTERM/Ctrl-C may come at any moment, also while the models load; `with` stops Triton

@@ -13,6 +13,7 @@ import pytest
 
 from serving.launcher import free_ports
 from slamctl import contract
+from tests.conftest import run_cli
 
 DASHBOARD = Path(__file__).parents[2] / "monitoring" / "grafana" / "dashboards" / "slamctl.json"
 
@@ -33,16 +34,20 @@ def query(base, expr):
         return json.loads(e.read())
 
 
-@pytest.fixture
-def prometheus(server, tmp_path):
+@pytest.fixture(scope="module")
+def prometheus(server, tiny_bags, tmp_path_factory):
+    """Prometheus scraping the embedded server and a `slamctl infer --metrics-port` client."""
     binary = shutil.which("prometheus")
     if binary is None:
         pytest.fail("prometheus is not installed (.ci/run installs Debian's package)")
-    (port,) = free_ports(1)
+    tmp_path = tmp_path_factory.mktemp("prometheus")
+    port, client_port = free_ports(2)
     config = tmp_path / "prometheus.yml"
     config.write_text(
         "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-        f"scrape_configs:\n  - job_name: triton\n    static_configs: [{{targets: ['127.0.0.1:{server.metrics_port}']}}]\n"
+        "scrape_configs:\n"
+        f"  - job_name: triton\n    static_configs: [{{targets: ['127.0.0.1:{server.metrics_port}']}}]\n"
+        f"  - job_name: slamctl-client\n    static_configs: [{{targets: ['127.0.0.1:{client_port}']}}]\n"
     )
     proc = subprocess.Popen(
         [
@@ -69,10 +74,46 @@ def prometheus(server, tmp_path):
             pytest.fail(
                 f"Prometheus did not scrape the server: {(tmp_path / 'prometheus.log').read_text()[-1000:]}"
             )
+        traffic(server, tiny_bags, tmp_path, client_port, base)
         yield base
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def traffic(server, tiny_bags, tmp_path, client_port, base) -> None:
+    """Real traffic seen by two scrapes at least: a client run serving its metrics (the
+    server stays up in this process), a bag with an unreadable cell (a client error), then
+    a second run once Prometheus scrapes the client."""
+    bags = tmp_path / "bags"
+    shutil.copytree(tiny_bags / "bag_0000", bags / "bag_0000")
+    (bags / "bag_0000" / "broken.png").write_bytes(b"not a png")
+    first = run_cli(
+        "infer", bags, "--url", server.grpc_url, "--out", tmp_path / "a", "--metrics-port", client_port
+    )
+    assert first.code == 0, first.err
+    deadline = time.monotonic() + 30
+    while not [r for r in query(base, 'up{job="slamctl-client"} == 1')["data"]["result"]]:
+        assert time.monotonic() < deadline, "Prometheus did not scrape the client"
+        time.sleep(0.5)
+    for _ in range(3):
+        assert run_cli("infer", bags, "--url", server.grpc_url, "--out", tmp_path / "b").code == 0
+        time.sleep(1.5)
+
+
+GPU_ONLY = "nv_gpu_"  # Triton exports GPU metrics only on a GPU host
+
+
+def test_every_dashboard_expression_returns_data(prometheus):
+    """Every panel answers with numbers after real traffic: a misnamed metric gives an empty
+    answer, which Prometheus reports as success."""
+    for expr in dashboard_expressions():
+        if GPU_ONLY in expr:
+            continue
+        answer = query(prometheus, expr)
+        assert answer["status"] == "success", (expr, answer.get("error"))
+        values = [float(r["value"][1]) for r in answer["data"]["result"]]
+        assert any(v == v for v in values), f"no data (or only NaN) for {expr}: {answer['data']['result']}"
 
 
 def test_every_dashboard_expression_evaluates(prometheus):

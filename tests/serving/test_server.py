@@ -321,3 +321,77 @@ def test_stale_shared_memory_of_dead_servers_is_removed(monkeypatch, tmp_path):
     dead.touch(), alive.touch()
     assert server_module.remove_stale_shm() == [dead]
     assert alive.exists() and not dead.exists()
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory):
+    """A self-signed certificate for 127.0.0.1 and localhost (openssl)."""
+    import subprocess
+
+    folder = tmp_path_factory.mktemp("tls")
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            "-keyout",
+            str(folder / "key.pem"),
+            "-out",
+            str(folder / "cert.pem"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return folder / "cert.pem", folder / "key.pem"
+
+
+def test_tls_serves_a_client_that_trusts_it_and_refuses_a_plain_one(
+    tiny_repository, tiny_bags, certificate, tmp_path
+):
+    cert, key = certificate
+    running = start_server(tiny_repository, tmp_path, extra=("--tls-cert", str(cert), "--tls-key", str(key)))
+    try:
+        assert "gRPC (TLS)" in running.log.read_text()
+        r = run_cli(
+            "infer",
+            tiny_bags / "bag_0000",
+            "--url",
+            running.grpc_url,
+            "--out",
+            tmp_path / "out",
+            "--ssl",
+            "--root-certificates",
+            cert,
+        )
+        assert r.code == 0, r.err
+        assert (tmp_path / "out" / "bag_0000.json").exists()
+        plain = run_cli("health", "--url", running.grpc_url, "--timeout", 3)
+        assert plain.code == 1 and "cannot reach a Triton server" in plain.err
+        untrusted = run_cli("health", "--url", running.grpc_url, "--timeout", 3, "--ssl")  # system CAs only
+        assert untrusted.code == 1 and "over TLS" in untrusted.err
+    finally:
+        stop_server(running.process)
+
+
+def test_tls_options_are_checked_before_the_server_starts(tiny_repository, certificate, tmp_path):
+    cert, key = certificate
+    r = run_cli("serve", "--repository", tiny_repository, "--tls-cert", cert)
+    assert r.code == 1 and "--tls-cert and --tls-key go together" in r.err
+    r = run_cli(
+        "serve", "--repository", tiny_repository, "--tls-cert", cert, "--tls-key", tmp_path / "none.pem"
+    )
+    assert r.code == 1 and "none.pem: cannot read" in r.err
+    (tmp_path / "bad.pem").write_text("not a key")
+    r = run_cli(
+        "serve", "--repository", tiny_repository, "--tls-cert", cert, "--tls-key", tmp_path / "bad.pem"
+    )
+    assert r.code == 1 and "bad.pem: expected a PEM file" in r.err
