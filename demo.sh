@@ -69,10 +69,13 @@ awk -F, '{ sub(/\r$/, "") } NR > 1 && $2 == "test" { print $1 }' "$OUT/bags/spli
   ln -s "../bags/$bag" "$OUT/heldout/$bag"
 done
 $S infer "$OUT/heldout" --url "127.0.0.1:$GRPC" --out "$OUT/results" --report --top-k "$TOPK" --resume \
-  --truth "$OUT/bags/cells.csv"
+  --truth "$OUT/bags/cells.csv" --audit-log "$OUT/audit.jsonl"
+$S audit verify "$OUT/audit.jsonl" "$OUT/results"
 
 step "8/8 done"
 echo "report:          $OUT/results/report.html"
+echo "model card:      $(ls "$OUT"/model_repository/slam_model_card/*/MODEL_CARD.md | tail -n 1)"
+echo "audit log:       $OUT/audit.jsonl"
 echo "per-bag results: $OUT/results/"
 echo "client metrics:  $OUT/results/metrics.prom"
 .venv/bin/python -c "import urllib.request, sys; open(sys.argv[2], 'wb').write(urllib.request.urlopen(sys.argv[1]).read())" \

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 from typing import Annotated
@@ -37,6 +38,20 @@ def export(
             help="Export an aggregator flagged degenerate by train mil (it decides nothing).",
         ),
     ] = False,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            help="Training bag folder for the model card (digest, counts per label; default: the "
+            "folder the encoder checkpoint names)."
+        ),
+    ] = None,
+    evaluation: Annotated[
+        Path | None,
+        typer.Option(
+            help="`slamctl evaluate`'s summary.json for the model card (default: eval/summary.json "
+            "beside the aggregator, if there is one)."
+        ),
+    ] = None,
 ) -> None:
     """Export both models to ONNX and write the Triton repository (config.pbtxt, versions, manifest)."""
     if ctx.invoked_subcommand is not None:
@@ -45,6 +60,7 @@ def export(
         raise typer.BadParameter(
             "both --encoder and --aggregator are needed", param_hint="--encoder/--aggregator"
         )
+    from export.model_card import MODEL_CARD_JSON, MODEL_CARD_MD, dataset_facts, read_evaluation
     from export.onnx_export import export_pair
     from export.repository import RepositorySettings, write_repository
     from slamctl.checksum import sha256_of
@@ -59,11 +75,26 @@ def export(
             "aggregator_checkpoint": str(aggregator),
             "aggregator_sha256": sha256_of(aggregator),
         }
-        v = write_repository(pair, repository, version=version, settings=settings, sources=sources)
+        with err.status("digesting the training data for the model card"):
+            facts = dataset_facts(data or pair.data_dir)
+        summary = read_evaluation(evaluation or aggregator.parent / "eval" / "summary.json")
+        v = write_repository(
+            pair,
+            repository,
+            version=version,
+            settings=settings,
+            sources=sources,
+            data=facts,
+            evaluation=summary,
+        )
     err.print(
         f"wrote version {v} of {contract.ENCODER} (S={pair.size}, D={pair.dim}, {pair.features}), "
         f"{contract.AGGREGATOR} (threshold {pair.threshold:.3f}) and {contract.MODEL_CARD} to {repository}"
     )
+    folder = repository / contract.MODEL_CARD / str(v)
+    card = json.loads((folder / MODEL_CARD_JSON).read_text())
+    stdout.print(f"model id {card['model_id']}", highlight=False)  # what infer --expect-model pins
+    err.print(f"model card: {folder / MODEL_CARD_MD}")
 
 
 @app.command()

@@ -7,7 +7,7 @@ import typer
 from tritonclient.utils import InferenceServerException
 
 from cli.options import CertificateChain, PrivateKey, RootCertificates, Ssl, Timeout, Url
-from client.triton import channel_credentials, unreachable
+from client.triton import ClientSettings, TritonModels, channel_credentials, unreachable
 from slamctl import contract
 
 
@@ -19,7 +19,8 @@ def health(
     private_key: PrivateKey = None,
     certificate_chain: CertificateChain = None,
 ) -> None:
-    """Server live/ready, then each served model with its version and tensors, one line each."""
+    """Server live/ready, each served model with its version and tensors, one line each, then
+    the served model id (what `infer --expect-model` pins)."""
     creds = channel_credentials(root_certificates, private_key, certificate_chain) if ssl else None
     client = grpcclient.InferenceServerClient(url, creds=creds)
     try:
@@ -48,3 +49,18 @@ def health(
         )
     if not all_ready:
         raise typer.Exit(code=1)
+    models = TritonModels(
+        ClientSettings(
+            url=url,
+            timeout=timeout,
+            ssl=ssl,
+            root_certificates=root_certificates,
+            private_key=private_key,
+            certificate_chain=certificate_chain,
+        )
+    )
+    typer.echo(
+        f"model id {models.model_id} (version {models.card['version']}, exported "
+        f"{models.card.get('exported_at', 'at an unknown time')}): pin it with infer --expect-model"
+    )
+    models.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 from pathlib import Path
 from typing import Annotated
@@ -18,6 +19,12 @@ from slamctl import contract
 from slamctl.errors import SlamError
 
 _CLIENT, _RUN = ClientSettings(), RunOptions()  # the defaults, defined once
+
+
+def _model_id(value: str | None) -> str | None:
+    if value is not None and not re.fullmatch(r"[0-9a-fA-F]{12,64}", value):
+        raise typer.BadParameter(f"expected 12 to 64 hexadecimal digits of a model id, got {value!r}")
+    return value
 
 
 def infer(
@@ -67,6 +74,24 @@ def infer(
             help="Push client metrics to this Pushgateway at the end (grouped by run: label run=RUN_ID)."
         ),
     ] = None,
+    audit_log: Annotated[
+        Path | None,
+        typer.Option(
+            help="Append one JSON line per bag (decision, result checksum, provenance) to this file; "
+            "check it with `slamctl audit verify`. It holds bag names: keep it with the results."
+        ),
+    ] = None,
+    expect_model: Annotated[
+        str | None,
+        typer.Option(
+            help="Refuse to run unless the server serves this model id (sha256, or its first 12+ "
+            "hex digits; `slamctl health` and `slamctl export` print it).",
+            callback=_model_id,
+        ),
+    ] = None,
+    model_version: Annotated[
+        int | None, typer.Option(help="Refuse to run unless the server serves this model version.")
+    ] = None,
     encoder_model: Annotated[str, typer.Option(help="Encoder model name on the server.")] = contract.ENCODER,
     aggregator_model: Annotated[
         str, typer.Option(help="Aggregator model name on the server.")
@@ -108,6 +133,9 @@ def infer(
         metrics_port=metrics_port,
         metrics_host=metrics_host,
         pushgateway=pushgateway,
+        audit_log=audit_log,
+        expect_model=expect_model,
+        model_version=model_version,
     )
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops like Ctrl-C
     with progress_bar() as bar:

@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from cli import data, evaluate, experiment, export, health, infer, serve, train
+from cli import audit, data, evaluate, experiment, export, health, infer, serve, train
 from cli.console import err
 from slamctl.errors import SlamError
 
@@ -31,6 +31,7 @@ app.add_typer(export.app, name="export")
 app.command(name="serve")(serve.serve)
 app.command(name="infer")(infer.infer)
 app.command(name="health")(health.health)
+app.add_typer(audit.app, name="audit")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,6 +5,7 @@ so decoding and inference overlap while memory stays bounded whatever the bag si
 from __future__ import annotations
 
 import collections
+import hashlib
 import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -73,17 +74,22 @@ def decoded(
     pool: ThreadPoolExecutor,
     lookahead: int,
 ) -> Iterator:
-    """(file name, image or None, reason) in file order, decoding at most `lookahead` files ahead."""
+    """(file name, image or None, reason, sha256 of the file's bytes or "") in file order,
+    decoding at most `lookahead` files ahead."""
     queue: collections.deque = collections.deque()
     it = iter(files)
 
     def decode(name: str):
         try:
-            return prepare_cell(folder / name, image_size, size), ""
+            digest = hashlib.sha256((folder / name).read_bytes()).hexdigest()  # the input, as it was read
+        except OSError:
+            digest = ""
+        try:
+            return prepare_cell(folder / name, image_size, size), "", digest
         except SlamError as e:
-            return None, str(e).split(": ", 1)[-1]
+            return None, str(e).split(": ", 1)[-1], digest
         except ValueError as e:
-            return None, str(e)
+            return None, str(e), digest
 
     for path in it:
         queue.append((path, pool.submit(decode, path)))
@@ -91,8 +97,17 @@ def decoded(
             break
     while queue:
         path, future = queue.popleft()
-        image, reason = future.result()
+        image, reason, digest = future.result()
         nxt = next(it, None)
         if nxt is not None:
             queue.append((nxt, pool.submit(decode, nxt)))
-        yield path, image, reason
+        yield path, image, reason, digest
+
+
+def input_digest(files: list[tuple[str, str]]) -> str:
+    """A bag's input as one sha256: every cell file's name and the sha256 of its bytes, in
+    order (a later run that computes the same digest saw the same cells)."""
+    h = hashlib.sha256()
+    for name, digest in files:
+        h.update(f"{name}\0{digest}\n".encode())
+    return h.hexdigest()

@@ -12,8 +12,6 @@ from pathlib import Path
 
 import numpy as np
 
-from slamctl.files import write_atomic
-
 
 @dataclass
 class BagFailure(Exception):
@@ -35,6 +33,8 @@ class BagResult:
     attention: np.ndarray  # (N,) the aggregator's attention, higher = more abnormal
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
     timings: dict[str, float] = field(default_factory=dict)
+    input_sha256: str = ""  # client.bags.input_digest of every cell file, in order
+    decided_at: str = ""  # UTC, ISO 8601
 
     @property
     def label(self) -> str:
@@ -53,7 +53,8 @@ def output_path(out: Path, bag: str, fmt: str) -> Path:
     return Path(out) / f"{bag}.{fmt}"
 
 
-def as_dict(result: BagResult, top_k: int, source: str, models: dict) -> dict:
+def as_dict(result: BagResult, top_k: int, source: str, provenance: dict) -> dict:
+    """A result file's content; `provenance` is the run's (TritonModels.provenance + run id)."""
     return {
         "bag": result.bag,
         "source": source,
@@ -67,16 +68,20 @@ def as_dict(result: BagResult, top_k: int, source: str, models: dict) -> dict:
         "top_k": [{"rank": r, "file": f, "attention": a} for r, f, a in result.top_k(top_k)],
         "skipped": [{"file": f, "reason": why} for f, why in result.skipped],
         "timings": result.timings,
-        "models": models,
+        "provenance": bag_provenance(result, provenance),
     }
 
 
-def write_result(result: BagResult, out: Path, fmt: str, top_k: int, source: str, models: dict) -> Path:
-    path = output_path(out, result.bag, fmt)
-    data = as_dict(result, top_k, source, models)
+def bag_provenance(result: BagResult, provenance: dict) -> dict:
+    """The run's provenance with what is the bag's own: its input digest and decision time."""
+    return {**provenance, "input_sha256": result.input_sha256, "decided_at": result.decided_at}
+
+
+def render_result(result: BagResult, fmt: str, top_k: int, source: str, provenance: dict) -> bytes:
+    """A result file's bytes (json or csv)."""
+    data = as_dict(result, top_k, source, provenance)
     if fmt == "json":
-        write_atomic(path, json.dumps(data, indent=2, allow_nan=False) + "\n")  # valid JSON or an error
-        return path
+        return (json.dumps(data, indent=2, allow_nan=False) + "\n").encode()  # valid JSON or an error
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(
@@ -91,6 +96,8 @@ def write_result(result: BagResult, out: Path, fmt: str, top_k: int, source: str
             "rank",
             "file",
             "attention",
+            "model_id",
+            "input_sha256",
         ]
     )
     d = data["decision"]
@@ -107,7 +114,8 @@ def write_result(result: BagResult, out: Path, fmt: str, top_k: int, source: str
                 cell["rank"],
                 cell["file"],
                 f"{cell['attention']:.6g}",
+                provenance["model_id"],
+                result.input_sha256,
             ]
         )
-    write_atomic(path, buf.getvalue())
-    return path
+    return buf.getvalue().encode()

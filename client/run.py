@@ -8,6 +8,8 @@ fails is recorded and the run goes on with the next.
 
 from __future__ import annotations
 
+import datetime
+import hashlib
 import json
 import secrets
 import time
@@ -19,9 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from client import metrics
-from client.bags import decoded, find_bags, list_cells
+from client.audit import AuditLog
+from client.bags import decoded, find_bags, input_digest, list_cells
 from client.report import Report, read_truth
-from client.results import BagFailure, BagResult, output_path, write_result
+from client.results import BagFailure, BagResult, bag_provenance, output_path, render_result
 from client.triton import CONTROL_TIMEOUT, ClientSettings, EncoderStream, TritonModels
 from slamctl.errors import SlamError
 from slamctl.files import write_atomic
@@ -42,6 +45,9 @@ class RunOptions:
     metrics_port: int | None = None  # serve client metrics during the run
     metrics_host: str = "127.0.0.1"  # its address (0.0.0.0: every interface)
     pushgateway: str | None = None  # push client metrics there at the end
+    audit_log: Path | None = None  # append one line per bag (client/audit.py)
+    expect_model: str | None = None  # refuse to run unless the server serves this model id (or prefix)
+    model_version: int | None = None  # ... or this model version
 
 
 def new_run_id() -> str:
@@ -82,9 +88,10 @@ def infer_bag(
         )
     stream = EncoderStream(models, len(files))
     batch_size = min(models.settings.batch_size, models.max_batch)
-    names, skipped, batch = [], list(not_cells), []
+    names, skipped, batch, digests = [], list(not_cells), [], []
     lookahead = batch_size * (models.settings.concurrency + 1)
-    for name, image, reason in decoded(bag, files, models.image_size, models.size, pool, lookahead):
+    for name, image, reason, digest in decoded(bag, files, models.image_size, models.size, pool, lookahead):
+        digests.append((name, digest))
         if image is None:
             skipped.append((name, reason))
             metrics.ERRORS.labels("unreadable_image").inc()
@@ -119,8 +126,20 @@ def infer_bag(
     t_end = time.perf_counter()
     timings = {"embed_s": t_embed - t_start, "aggregate_s": t_end - t_embed, "total_s": t_end - t_start}
     return BagResult(
-        bag.name, float(probs[1]), *models.decision_threshold(threshold), names, attention, skipped, timings
+        bag.name,
+        float(probs[1]),
+        *models.decision_threshold(threshold),
+        names,
+        attention,
+        skipped,
+        timings,
+        input_sha256=input_digest(digests),
+        decided_at=utc_now(),
     )
+
+
+def utc_now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
 class Progress:
@@ -158,6 +177,7 @@ def run(
                 f"{bag}: its result would be {result}, a file of the run itself: rename the bag folder"
             )
     models = TritonModels(settings)
+    models.check_pins(options.expect_model, options.model_version)
     if options.metrics_port is not None:
         from prometheus_client import start_http_server
 
@@ -181,61 +201,28 @@ def run(
 def _run_bags(
     bags: list[Path], paths: list[Path], models: TritonModels, options: RunOptions, progress: Progress
 ) -> RunSummary:
-    settings = models.settings
     out = options.out
     out.mkdir(parents=True, exist_ok=True)
-    model_info = {
-        "url": settings.url,
-        "encoder": settings.encoder_model,
-        "aggregator": settings.aggregator_model,
-        "input_size": models.size,
-        "card_version": models.card["version"],
-        "server_threshold": models.threshold,
-        "threshold_rule": models.card["threshold_rule"],
-    }
-    progress.start(models, len(bags))
     summary = RunSummary()
+    provenance = {**models.provenance(), "run_id": summary.run_id}
+    started = utc_now()
     page = None
     if options.report:
         page = Report(
             out / RUN_FILES[1], options.top_k, options.report_cells, truth=read_truth(options.truth, paths)
         )
-    with ThreadPoolExecutor(settings.decode_threads) as pool:
-        for i, bag in enumerate(bags):
-            if options.resume and output_path(out, bag.name, options.format).exists():
-                summary.reused.append(bag.name)
-                progress.bag_done(bag.name, len(summary.failed))
-                continue
-            on_batch = progress.bag(bag.name)
-            t0 = time.perf_counter()
-            try:
-                result = infer_bag(bag, models, pool, threshold=options.threshold, on_batch=on_batch)
-            except KeyboardInterrupt:  # Ctrl-C or SIGTERM: keep what is done, say what is not
-                summary.interrupted = [b.name for b in bags[i:]]
-                break
-            except BagFailure as e:
-                metrics.BAGS.labels("failed").inc()
-                summary.failed.append((bag.name, f"{e.kind}: {e}"))
-            else:
-                write_result(result, out, options.format, options.top_k, str(bag), model_info)
-                metrics.BAGS.labels("ok").inc()
-                metrics.BAG_LATENCY.observe(time.perf_counter() - t0)
-                summary.rows.append(
-                    (
-                        result.bag,
-                        result.label,
-                        f"{result.probability:.3f}",
-                        str(len(result.cells)),
-                        str(len(result.skipped)),
-                        f"{result.timings['total_s']:.1f}",
-                    )
-                )
-                if page:
-                    page.add(result, bag)
-                del result  # before the next bag: the run holds one bag's cells at a time
-            progress.bag_done(bag.name, len(summary.failed))
+    audit = AuditLog(options.audit_log) if options.audit_log else None
+    progress.start(models, len(bags))
+    try:
+        _infer_bags(bags, models, options, progress, summary, provenance, page, audit)
+    finally:
+        if audit:
+            audit.close()
     record = {
         "run_id": summary.run_id,
+        "started_at": started,
+        "finished_at": utc_now(),
+        "provenance": provenance,
         "done": [row[0] for row in summary.rows],
         "reused": summary.reused,
         "failed": dict(summary.failed),
@@ -263,3 +250,84 @@ def _run_bags(
                 f"({getattr(e, 'reason', e)}); the results are saved in {out}"
             )
     return summary
+
+
+def _infer_bags(
+    bags: list[Path],
+    models: TritonModels,
+    options: RunOptions,
+    progress: Progress,
+    summary: RunSummary,
+    provenance: dict,
+    page: Report | None,
+    audit: AuditLog | None,
+) -> None:
+    """The per-bag loop: each result is logged (audit), then written, then added to the report."""
+    out = options.out
+    with ThreadPoolExecutor(models.settings.decode_threads) as pool:
+        for i, bag in enumerate(bags):
+            result_path = output_path(out, bag.name, options.format)
+            if options.resume and result_path.exists():
+                summary.reused.append(bag.name)
+                progress.bag_done(bag.name, len(summary.failed))
+                continue
+            on_batch = progress.bag(bag.name)
+            t0 = time.perf_counter()
+            try:
+                result = infer_bag(bag, models, pool, threshold=options.threshold, on_batch=on_batch)
+            except KeyboardInterrupt:  # Ctrl-C or SIGTERM: keep what is done, say what is not
+                summary.interrupted = [b.name for b in bags[i:]]
+                break
+            except BagFailure as e:
+                metrics.BAGS.labels("failed").inc()
+                summary.failed.append((bag.name, f"{e.kind}: {e}"))
+                if audit:
+                    audit.append(
+                        {
+                            "event": "failure",
+                            "bag": bag.name,
+                            "source": str(bag),
+                            "kind": e.kind,
+                            "message": str(e),
+                            "run_id": summary.run_id,
+                            "at": utc_now(),
+                        }
+                    )
+            else:
+                data = render_result(result, options.format, options.top_k, str(bag), provenance)
+                if audit:  # logged first: a crash in between leaves a line whose result --resume redoes
+                    audit.append(audit_record(result, bag, result_path, data, provenance, out))
+                write_atomic(result_path, data)
+                metrics.BAGS.labels("ok").inc()
+                metrics.BAG_LATENCY.observe(time.perf_counter() - t0)
+                summary.rows.append(
+                    (
+                        result.bag,
+                        result.label,
+                        f"{result.probability:.3f}",
+                        str(len(result.cells)),
+                        str(len(result.skipped)),
+                        f"{result.timings['total_s']:.1f}",
+                    )
+                )
+                if page:
+                    page.add(result, bag)
+                del result  # before the next bag: the run holds one bag's cells at a time
+            progress.bag_done(bag.name, len(summary.failed))
+
+
+def audit_record(result: BagResult, bag: Path, path: Path, data: bytes, provenance: dict, out: Path) -> dict:
+    """A decision's audit line (client/audit.py): what the result file records, and its sha256."""
+    return {
+        "event": "decision",
+        "bag": result.bag,
+        "source": str(bag),
+        "label": result.label,
+        "probability_abnormal": result.probability,
+        "threshold": result.threshold,
+        "threshold_source": result.threshold_source,
+        "result_file": path.name,
+        "results_dir": str(Path(out).resolve()),
+        "result_sha256": hashlib.sha256(data).hexdigest(),
+        "provenance": bag_provenance(result, provenance),
+    }

@@ -22,7 +22,7 @@ from tritonclient.utils import InferenceServerException
 from client import metrics, wire
 from client.results import BagFailure
 from slamctl import contract
-from slamctl.card import parse_card
+from slamctl.card import client_version, model_id, parse_card
 from slamctl.errors import SlamError
 
 CONTROL_TIMEOUT = 10.0  # seconds for health and model-configuration calls
@@ -117,6 +117,40 @@ class TritonModels:
         self.threshold = float(self.card["threshold"])  # chosen on validation bags by `train mil`
         self.image_size = int(self.card["image_size"])  # the training image size (see prepare_cell)
         self.max_bag = int(self.card["max_bag_cells"])
+        self.model_id = model_id(self.card["sha256"])  # what --expect-model pins
+
+    def check_pins(self, expect_model: str | None, model_version: int | None) -> None:
+        """Refuse, in one line, a server that serves another model than the one pinned."""
+        if expect_model is not None and not self.model_id.startswith(expect_model.lower()):
+            raise SlamError(
+                f"--expect-model {expect_model}: {self.settings.url} serves model {self.model_id} "
+                f"(version {self.card['version']}), not the pinned one"
+            )
+        if model_version is not None and int(self.card["version"]) != model_version:
+            raise SlamError(
+                f"--model-version {model_version}: {self.settings.url} serves version {self.card['version']} "
+                f"(model {self.model_id})"
+            )
+
+    def provenance(self) -> dict:
+        """What served this run: the model's identity, version and files, and the client."""
+        return {
+            "server": self.settings.url,
+            "model_id": self.model_id,
+            "model_version": self.card["version"],
+            "models": {
+                name: {"name": served, "sha256": self.card["sha256"].get(name)}
+                for name, served in (
+                    (contract.ENCODER, self.settings.encoder_model),
+                    (contract.AGGREGATOR, self.settings.aggregator_model),
+                )
+            },
+            "exported_at": self.card.get("exported_at"),
+            "input_size": self.size,
+            "server_threshold": self.threshold,
+            "threshold_rule": self.card["threshold_rule"],
+            "client": {"slamctl": client_version()},
+        }
 
     def close(self) -> None:
         """Close both channels now (left to the garbage collector while a Ctrl-C unwinds, gRPC's

@@ -24,6 +24,7 @@ from torch import nn
 from slamctl import contract
 from slamctl.checksum import sha256_of
 from slamctl.errors import SlamError
+from training.checkpoint import ENCODER_KIND, load_checkpoint
 from training.encoder import MEAN, STD, Encoder, load_encoder, uint8_to_input
 from training.mil import load_mil, stored_threshold
 
@@ -66,6 +67,8 @@ class ExportedPair:
     threshold: float  # on P(abnormal), chosen on validation bags by `train mil`
     threshold_rule: str
     health: dict  # training/health.py, measured on the validation bags
+    training: dict  # how both were made, from the checkpoints (export/model_card.py)
+    data_dir: Path | None  # the pretraining data folder the encoder checkpoint names
 
 
 def _to_onnx(
@@ -165,6 +168,25 @@ def export_pair(
     )
     for model in (enc, agg):
         onnx.checker.check_model(model)
+    enc_ckpt = load_checkpoint(encoder_ckpt, ENCODER_KIND)
+    training = {
+        "pretraining": {
+            "method": cfg["method"],
+            "step": enc_ckpt.get("step"),
+            "epoch": enc_ckpt.get("epoch"),
+            "config": cfg,
+            "checkpoint_sha256": enc_sha,
+        },
+        "aggregator": {
+            "name": mil_ckpt["config"]["aggregator"],
+            "config": mil_ckpt["config"],
+            "fit_bags": mil_ckpt.get("fit_bags"),
+            "val_bags": mil_ckpt.get("val_bags"),
+            "best": mil_ckpt.get("best"),
+            "health": health,
+            "checkpoint_sha256": agg_sha,
+        },
+    }
     return ExportedPair(
         enc,
         agg,
@@ -176,4 +198,6 @@ def export_pair(
         threshold,
         threshold_rule,
         health,
+        training,
+        Path(enc_ckpt["bags"]) if enc_ckpt.get("bags") else None,
     )

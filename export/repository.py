@@ -23,13 +23,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from export.card import CARD_FILE, MODEL_PY, card_config, card_path
+from export.model_card import (
+    MODEL_CARD_JSON,
+    MODEL_CARD_MD,
+    build_model_card,
+    dataset_facts,
+    write_model_card,
+)
 from slamctl import contract
 from slamctl.checksum import sha256_of
 from slamctl.errors import SlamError
 from slamctl.files import write_atomic
 
 MANIFEST = "manifest.json"
-MODELS = (contract.ENCODER, contract.AGGREGATOR)
+MODELS = contract.ONNX_MODELS
 
 
 @dataclass(frozen=True)
@@ -142,8 +149,12 @@ def write_repository(
     version: int | None = None,
     settings: RepositorySettings | None = None,
     sources: dict | None = None,
+    data: dict | None = None,
+    evaluation: dict | None = None,
 ) -> int:
-    """Write both models as `version` (default: next free) and refresh configs and manifest."""
+    """Write both models as `version` (default: next free), their model card, and refresh
+    configs and manifest. `data` (export.model_card.dataset_facts) defaults to the facts of
+    the folder the encoder checkpoint names; `evaluation` is `slamctl evaluate`'s summary."""
     settings = settings or RepositorySettings()
     if settings.max_batch_size < contract.ENCODER_MIN_MAX_BATCH:
         raise SlamError(f"max_batch_size {settings.max_batch_size}: the contract asks for >= 256")
@@ -193,13 +204,15 @@ def write_repository(
     card_file.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(card_file, (json.dumps(card, indent=2) + "\n").encode())
     write_atomic(card_file.parent / "model.py", MODEL_PY.encode())
+    data = dataset_facts(pair.data_dir) if data is None else data
+    write_model_card(card_file.parent, build_model_card(card, pair.training, data, evaluation))
     write_atomic(repository / contract.MODEL_CARD / "config.pbtxt", card_config().encode())
     manifest_path = repository / MANIFEST
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"files": {}}
     for name in (*MODELS, contract.MODEL_CARD):  # a changed config (max_bag_cells, ...) must not be served
         manifest["files"][f"{name}/config.pbtxt"] = sha256_of(repository / name / "config.pbtxt")
     served = [(name, "model.onnx") for name in MODELS]
-    served += [(contract.MODEL_CARD, CARD_FILE), (contract.MODEL_CARD, "model.py")]
+    served += [(contract.MODEL_CARD, f) for f in (CARD_FILE, "model.py", MODEL_CARD_JSON, MODEL_CARD_MD)]
     for name, file in served:  # every version on disk, so old versions stay verifiable
         for v in existing_versions(repository / name):
             rel = f"{name}/{v}/{file}"
@@ -207,7 +220,7 @@ def write_repository(
                 manifest["files"][rel] = sha256_of(repository / rel)
     manifest["latest_version"] = max(version, manifest.get("latest_version", 0))
     manifest.setdefault("versions", {})[str(version)] = {
-        "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "exported_at": card["exported_at"],
         "features": pair.features,
         "dim": pair.dim,
         "input_size": pair.size,

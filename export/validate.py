@@ -285,14 +285,57 @@ def check_card(checks: Checks, repo: Path, onnx_paths: dict[str, Path]) -> None:
         f"{card['version']} in {folder.name}/",
     )
     checks.add(model, "threshold in [0, 1]", 0 <= float(card["threshold"]) <= 1, str(card["threshold"]))
+    digests = {name: sha256_of(path) for name, path in onnx_paths.items()}
     for name, path in onnx_paths.items():
-        ok = card["sha256"].get(name) == sha256_of(path)
+        ok = card["sha256"].get(name) == digests[name]
         checks.add(
             model,
             f"card's sha256 of {name} matches {path.parent.name}/model.onnx",
             ok,
             "matches" if ok else f"card {str(card['sha256'].get(name))[:12]}... differs from {path}",
         )
+    check_model_card(checks, folder, onnx_paths, digests)
+
+
+def check_model_card(
+    checks: Checks, folder: Path, onnx_paths: dict[str, Path], digests: dict[str, str]
+) -> None:
+    """model_card.json names the served files' checksums; MODEL_CARD.md is its rendering."""
+    from export.model_card import MODEL_CARD_JSON, MODEL_CARD_MD, render_markdown
+    from slamctl.card import model_id
+
+    model = contract.MODEL_CARD
+    path = folder / MODEL_CARD_JSON
+    try:
+        card = json.loads(path.read_text())
+        markdown = (folder / MODEL_CARD_MD).read_text()
+    except FileNotFoundError as e:
+        detail = f"{e.filename} is absent: the repository predates model cards; export it again"
+        checks.add(model, "model_card.json and MODEL_CARD.md exist and parse", False, detail)
+        return
+    except (OSError, ValueError) as e:
+        checks.add(model, "model_card.json and MODEL_CARD.md exist and parse", False, f"{folder}: {e}")
+        return
+    checks.add(model, "model_card.json and MODEL_CARD.md exist and parse", True)
+    for name, onnx_path in onnx_paths.items():
+        rel = f"{name}/{onnx_path.parent.name}/model.onnx"
+        ok = card.get("files", {}).get(rel) == digests[name]
+        checks.add(
+            model,
+            f"model card's sha256 of {rel}",
+            ok,
+            "matches" if ok else f"{path} differs from {onnx_path}",
+        )
+    if len(digests) == len(contract.ONNX_MODELS):  # a model that failed its own checks is reported there
+        ok = card.get("model_id") == model_id(digests)
+        checks.add(model, "model card's model id is the served pair's", ok, card.get("model_id", "absent"))
+    ok = markdown == render_markdown(card)
+    checks.add(
+        model,
+        "MODEL_CARD.md renders model_card.json",
+        ok,
+        "matches" if ok else f"{folder / MODEL_CARD_MD} was changed",
+    )
 
 
 def _session(path: Path):

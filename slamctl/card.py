@@ -8,8 +8,10 @@ served ONNX files, and whether the aggregator was flagged degenerate.
 
 from __future__ import annotations
 
+import hashlib
 import json
 
+from slamctl import contract
 from slamctl.errors import SlamError
 
 REQUIRED = (
@@ -36,3 +38,20 @@ def parse_card(data: bytes | str, source: str) -> dict:
     if missing:
         raise SlamError(f"{source}: the model card lacks {', '.join(missing)}")
     return card
+
+
+def model_id(sha256: dict[str, str]) -> str:
+    """The served pair's identity: sha256 of the encoder's and the aggregator's ONNX sha256,
+    in that order. `slamctl infer --expect-model` pins it; export and health print it."""
+    joined = ":".join(sha256[name] for name in contract.ONNX_MODELS)
+    return hashlib.sha256(joined.encode()).hexdigest()
+
+
+def client_version() -> str:
+    """The installed slamctl's version (recorded with every result)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("slamctl")
+    except PackageNotFoundError:
+        return "unknown"

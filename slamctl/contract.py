@@ -19,7 +19,8 @@ BAG_PROBS = "BAG_PROBS"
 ATTENTION = "ATTENTION"
 CARD_REQUEST = "CARD_REQUEST"  # the card model's dummy input (Triton models take one)
 CARD = "CARD"  # the card model's output: the model card as one JSON BYTES element
-SERVED_MODELS = (ENCODER, AGGREGATOR, MODEL_CARD)  # what a server must have ready
+ONNX_MODELS = (ENCODER, AGGREGATOR)  # the two ONNX files of a version, in the model id's order
+SERVED_MODELS = (*ONNX_MODELS, MODEL_CARD)  # what a server must have ready
 
 ENCODER_MIN_MAX_BATCH = 256  # the encoder's max_batch_size is at least this
 DEFAULT_MAX_BAG_CELLS = 20_000  # the aggregator's TensorRT profile covers bags up to this

@@ -19,16 +19,22 @@ def test_export_then_validate_and_versions(tiny_models, tmp_path):
     assert r.code == 1 and "degenerate model (" in r.err and "--allow-degenerate" in r.err
     assert r.err.strip().count("\n") == 0 and not repo.exists()
     args.append("--allow-degenerate")
-    r = run_cli(*args)
+    summary = tmp_path / "summary.json"  # as `slamctl evaluate` writes it
+    summary.write_text(json.dumps({"bag_auc": 0.75, "bag_f1": 0.5, "threshold": 0.5}))
+    r = run_cli(*args, "--evaluation", summary)
     assert r.code == 0, r.err
     assert "wrote version 1" in r.err
+    model_card = json.loads((repo / contract.MODEL_CARD / "1" / "model_card.json").read_text())
+    assert r.out.strip() == f"model id {model_card['model_id']}"  # the answer on stdout
+    assert model_card["evaluation"]["bag_auc"] == 0.75
+    assert "| bag_auc | 0.75 |" in (repo / contract.MODEL_CARD / "1" / "MODEL_CARD.md").read_text()
     r = run_cli(*args)  # a second export adds version 2 and keeps version 1
     assert r.code == 0 and "wrote version 2" in r.err
     assert (repo / contract.ENCODER / "1" / "model.onnx").exists()
     manifest = json.loads((repo / "manifest.json").read_text())
     assert (
-        manifest["latest_version"] == 2 and len(manifest["files"]) == 11
-    )  # per version 2 ONNX files and 2 card files; the 3 configs
+        manifest["latest_version"] == 2 and len(manifest["files"]) == 15
+    )  # per version 2 ONNX files and 4 card files (card.json, model.py, model_card.json, MODEL_CARD.md); 3 configs
     card = json.loads((repo / contract.MODEL_CARD / "2" / "card.json").read_text())
     assert card["degenerate"] is True and card["version"] == 2 and 0 <= card["threshold"] <= 1
     assert manifest["versions"]["2"]["threshold"] == card["threshold"]

@@ -344,7 +344,8 @@ def test_health(server):
     r = run_cli("health", "--url", server.grpc_url)
     assert r.code == 0, r.err
     lines = r.out.strip().splitlines()
-    assert lines[0].endswith("live, ready") and len(lines) == 4  # encoder, aggregator, model card
+    assert lines[0].endswith("live, ready") and len(lines) == 5  # encoder, aggregator, model card, model id
+    assert re.fullmatch(r"model id [0-9a-f]{64} \(version 1, exported .*", lines[4]), lines[4]
     assert lines[1].startswith("model slam_encoder: ready, versions 1") and "IMAGES UINT8" in lines[1]
     r = run_cli("health", "--url", "127.0.0.1:1", "--timeout", 2)
     assert r.code == 1 and "cannot reach a Triton server" in r.err
@@ -489,3 +490,127 @@ def test_ctrl_c_and_sigterm_keep_the_bags_done_and_say_how_to_resume(server, tin
     r = run_cli("infer", bags, "--url", server.grpc_url, "--out", out, "--resume")
     assert r.code == 0, r.err
     assert len(list(out.glob("b*.json"))) == 300
+
+
+def test_each_result_records_its_provenance(server, tiny_repository, tiny_bags, tmp_path):
+    import hashlib
+
+    from client.bags import input_digest
+    from slamctl.card import model_id
+
+    r = run_cli("infer", tiny_bags / "bag_0002", "--url", server.grpc_url, "--out", tmp_path)
+    assert r.code == 0, r.err
+    provenance = json.loads((tmp_path / "bag_0002.json").read_text())["provenance"]
+    served = {
+        name: hashlib.sha256((tiny_repository / name / "1" / "model.onnx").read_bytes()).hexdigest()
+        for name in contract.ONNX_MODELS
+    }
+    assert {n: m["sha256"] for n, m in provenance["models"].items()} == served
+    assert provenance["model_id"] == model_id(served) and provenance["model_version"] == 1
+    assert provenance["client"]["slamctl"] and provenance["decided_at"].endswith("+00:00")
+    files = sorted(p for p in (tiny_bags / "bag_0002").iterdir())
+    assert provenance["input_sha256"] == input_digest(
+        [(f.name, hashlib.sha256(f.read_bytes()).hexdigest()) for f in files]
+    )
+    summary = json.loads((tmp_path / "run_summary.json").read_text())
+    assert summary["provenance"]["model_id"] == provenance["model_id"]
+    assert summary["provenance"]["run_id"] == provenance["run_id"] == summary["run_id"]
+
+
+def test_pinning_refuses_another_model(server, tiny_bags, tmp_path):
+    from slamctl.card import model_id
+
+    card = TritonModels(ClientSettings(url=server.grpc_url)).card
+    served = model_id(card["sha256"])
+    r = run_cli(
+        "infer",
+        tiny_bags / "bag_0002",
+        "--url",
+        server.grpc_url,
+        "--out",
+        tmp_path / "a",
+        "--expect-model",
+        "0" * 64,
+    )
+    assert (
+        r.code == 1 and r.err.strip().count("\n") == 0 and "not the pinned one" in r.err and served in r.err
+    )
+    assert not (tmp_path / "a" / "bag_0002.json").exists()
+    r = run_cli(
+        "infer",
+        tiny_bags / "bag_0002",
+        "--url",
+        server.grpc_url,
+        "--out",
+        tmp_path / "b",
+        "--model-version",
+        2,
+    )
+    assert r.code == 1 and "--model-version 2: " in r.err and "serves version 1" in r.err
+    r = run_cli(
+        "infer",
+        tiny_bags / "bag_0002",
+        "--url",
+        server.grpc_url,
+        "--out",
+        tmp_path / "c",
+        "--expect-model",
+        "xyz",
+    )
+    assert r.code == 2 and "expected 12 to 64 hexadecimal digits" in r.err
+    r = run_cli(
+        "infer",
+        tiny_bags / "bag_0002",
+        "--url",
+        server.grpc_url,
+        "--out",
+        tmp_path / "d",
+        "--expect-model",
+        served[:12].upper(),
+        "--model-version",
+        1,
+    )
+    assert r.code == 0, r.err
+
+
+def test_audit_log_verifies_and_reports_a_tampered_result(server, tiny_bags, tmp_path):
+    log = tmp_path / "audit.jsonl"
+    r = run_cli("infer", tiny_bags, "--url", server.grpc_url, "--out", tmp_path / "out", "--audit-log", log)
+    assert r.code == 0, r.err
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(lines) == 6 and {line["event"] for line in lines} == {"decision"}
+    assert lines[0]["prev"] == "" and all(len(line["provenance"]["input_sha256"]) == 64 for line in lines)
+    r = run_cli("audit", "verify", log, tmp_path / "out")
+    assert r.code == 0 and "6 of 6 result files match their line" in r.out, r.err
+    result = tmp_path / "out" / "bag_0003.json"
+    data = json.loads(result.read_text())
+    data["decision"]["label"] = "normal" if data["decision"]["label"] == "abnormal" else "abnormal"
+    result.write_text(json.dumps(data))
+    r = run_cli("audit", "verify", log, tmp_path / "out")
+    assert r.code == 1 and f"FAIL {result}: changed since it was logged (bag bag_0003" in r.err
+
+
+def test_audit_log_survives_a_killed_client_with_whole_lines(server, tiny_bags, tmp_path):
+    import signal
+    import sys
+    from pathlib import Path
+
+    bags = tmp_path / "bags"
+    for i in range(200):
+        shutil.copytree(tiny_bags / "bag_0000", bags / f"b{i:03d}")
+    exe = shutil.which("slamctl", path=str(Path(sys.executable).parent))
+    out, log = tmp_path / "out", tmp_path / "audit.jsonl"
+    cmd = [exe, "infer", str(bags), "--url", server.grpc_url, "--out", str(out), "--audit-log", str(log)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while proc.poll() is None and len(list(out.glob("b*.json"))) < 5:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    data = log.read_bytes()
+    assert data.endswith(b"\n") and all(json.loads(line) for line in data.splitlines())  # whole lines only
+    written = len(list(out.glob("b*.json")))
+    assert 5 <= written < 200 and len(data.splitlines()) in (written, written + 1)  # logged before written
+    r = run_cli("infer", bags, "--url", server.grpc_url, "--out", out, "--audit-log", log, "--resume")
+    assert r.code == 0, r.err
+    r = run_cli("audit", "verify", log, out)
+    assert r.code == 0 and "200 of 200 result files match their line" in r.out, r.err
