@@ -13,6 +13,7 @@ from rich.table import Table
 from cli.console import err
 from cli.console import out as stdout
 from slamctl import contract
+from slamctl.errors import SlamError
 
 app = typer.Typer(
     help="Export encoder and aggregator to a Triton model repository, or validate one.",
@@ -52,6 +53,15 @@ def export(
             "beside the aggregator, if there is one)."
         ),
     ] = None,
+    int8: Annotated[
+        bool,
+        typer.Option(
+            "--int8",
+            help="For servers without a GPU: quantise the encoder to INT8 (ONNX Runtime, QDQ, calibrated "
+            "on training cells) and write CPU configs (KIND_CPU, no TensorRT). Check it with "
+            "`export validate --encoder --aggregator --bags`.",
+        ),
+    ] = False,
 ) -> None:
     """Export both models to ONNX and write the Triton repository (config.pbtxt, versions, manifest)."""
     if ctx.invoked_subcommand is not None:
@@ -68,7 +78,19 @@ def export(
     with tempfile.TemporaryDirectory() as tmp:
         with err.status("exporting to ONNX"):
             pair = export_pair(encoder, aggregator, Path(tmp), allow_degenerate=allow_degenerate)
-        settings = RepositorySettings(max_bag_cells=max_bag_cells, trt_cache_dir=trt_cache)
+        if int8:
+            from export.quantize import quantized_pair
+
+            calibration = data or pair.data_dir
+            if calibration is None:
+                raise SlamError(
+                    "--int8: the encoder checkpoint names no training folder: pass --data BAGS to calibrate on"
+                )
+            with err.status(f"quantising the encoder to INT8 (calibrated on {calibration})"):
+                pair = quantized_pair(pair, calibration, Path(tmp))
+        settings = RepositorySettings(
+            max_bag_cells=max_bag_cells, trt_cache_dir=trt_cache, device="cpu" if int8 else "gpu"
+        )
         sources = {
             "encoder_checkpoint": str(encoder),
             "encoder_sha256": sha256_of(encoder),
@@ -104,11 +126,18 @@ def validate(
         Path | None, typer.Option(help="With --aggregator: check parity with PyTorch.")
     ] = None,
     aggregator: Annotated[Path | None, typer.Option(help="MIL checkpoint for the parity check.")] = None,
+    bags: Annotated[
+        Path | None,
+        typer.Option(
+            help="For an INT8 repository: held-out bags (the test split) on which the INT8 encoder "
+            "must give FP32's decisions and top-K cells."
+        ),
+    ] = None,
 ) -> None:
     """Check a repository: configs parse and match the ONNX graphs, checksums, ONNX Runtime runs, parity."""
     from export.validate import validate_repository
 
-    checks = validate_repository(repository, encoder, aggregator)
+    checks = validate_repository(repository, encoder, aggregator, bags=bags)
     table = Table(title=f"validation of {repository}")
     for col in ("model", "check", "result", "detail"):
         table.add_column(col)

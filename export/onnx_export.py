@@ -69,6 +69,7 @@ class ExportedPair:
     health: dict  # training/health.py, measured on the validation bags
     training: dict  # how both were made, from the checkpoints (export/model_card.py)
     data_dir: Path | None  # the pretraining data folder the encoder checkpoint names
+    encoder_precision: str = "fp32"  # int8: quantised by export/quantize.py
 
 
 def _to_onnx(

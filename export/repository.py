@@ -51,6 +51,16 @@ class RepositorySettings:
     trt_cache_dir: str = "/trt_cache"  # a persistent volume in production, one per GPU type
     encoder_instances: int = 1
     warmup_batch: int = 64
+    device: str = "gpu"  # gpu: KIND_GPU with TensorRT; cpu: KIND_CPU, plain ONNX Runtime (the INT8 encoder)
+
+
+def _placement(
+    s: RepositorySettings, count: int, precision: str, cache: str, shapes: tuple[str, str, str]
+) -> str:
+    """instance_group, and on GPU the TensorRT accelerator with its cache and profile shapes."""
+    kind = "KIND_GPU" if s.device == "gpu" else "KIND_CPU"
+    group = f"instance_group [\n  {{\n    count: {count}\n    kind: {kind}\n  }}\n]\n"
+    return group + (_trt_block(precision, s.workspace_bytes, cache, shapes) if s.device == "gpu" else "")
 
 
 def tensor_block(kind: str, specs: tuple[contract.TensorSpec, ...]) -> str:
@@ -107,8 +117,7 @@ def encoder_config(size: int, dim: int, s: RepositorySettings, image_size: int |
         + "dynamic_batching {\n"
         f"  preferred_batch_size: [ {', '.join(map(str, s.preferred_batch_sizes))} ]\n"
         f"  max_queue_delay_microseconds: {s.max_queue_delay_us}\n}}\n"
-        f"instance_group [\n  {{\n    count: {s.encoder_instances}\n    kind: KIND_GPU\n  }}\n]\n"
-        + _trt_block("FP16", s.workspace_bytes, trt_cache, shapes)
+        + _placement(s, s.encoder_instances, "FP16", trt_cache, shapes)
         + f'parameters {{ key: "{contract.IMAGE_SIZE_PARAMETER}" value: {{ string_value: "{image_size or size}" }} }}\n'
         + "model_warmup [\n  {\n"
         f'    name: "batch_{s.warmup_batch}"\n    batch_size: {s.warmup_batch}\n'
@@ -124,9 +133,8 @@ def aggregator_config(dim: int, s: RepositorySettings, threshold: float, trt_cac
         "version_policy: { latest: { num_versions: 1 } }\n"
         + tensor_block("input", contract.aggregator_inputs(dim))
         + tensor_block("output", contract.aggregator_outputs())
-        + "instance_group [\n  {\n    count: 1\n    kind: KIND_GPU\n  }\n]\n"
         # FP32: the aggregator is small, and its attention ranking must not drift
-        + _trt_block("FP32", s.workspace_bytes, trt_cache, shapes)
+        + _placement(s, 1, "FP32", trt_cache, shapes)
         + f'parameters {{ key: "{contract.MAX_BAG_PARAMETER}" value: {{ string_value: "{s.max_bag_cells}" }} }}\n'
         + f'parameters {{ key: "{contract.THRESHOLD_PARAMETER}" value: {{ string_value: "{threshold!r}" }} }}\n'
         + "model_warmup [\n  {\n"
@@ -198,6 +206,8 @@ def write_repository(
         "degenerate": bool(pair.health.get("degenerate", False)),
         "health": pair.health,
         "sha256": digests,
+        "precision": {contract.ENCODER: pair.encoder_precision, contract.AGGREGATOR: "fp32"},
+        "device": settings.device,
         "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     card_file = card_path(repository, version)

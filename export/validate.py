@@ -216,7 +216,8 @@ def check_model_config(checks: Checks, repo: Path, model: str):
         ({e.name for e in config.input}, {e.name for e in config.output}) == contract_names,
         f"inputs {[e.name for e in config.input]}, outputs {[e.name for e in config.output]}",
     )
-    _check_profiles(checks, model, config, _config_tensors(config.input, batching))
+    if any(g.kind == g.KIND_GPU for g in config.instance_group):  # CPU repositories have no TensorRT
+        _check_profiles(checks, model, config, _config_tensors(config.input, batching))
     return config, onnx_path
 
 
@@ -438,12 +439,64 @@ def same_top_cells(ref: np.ndarray, got: np.ndarray, k: int) -> tuple[bool, str]
     return ok, f"{detail}; max |attention diff| {float(np.abs(ref - got).max()):.1e}"
 
 
+def check_int8_decisions(
+    checks: Checks,
+    repo: Path,
+    encoder_onnx: Path,
+    aggregator_onnx: Path,
+    encoder_ckpt: Path,
+    aggregator_ckpt: Path,
+    bags_dir: Path | None,
+) -> None:
+    """The INT8 encoder against the FP32 one of the same checkpoints, on held-out bags."""
+    import tempfile
+
+    from export.onnx_export import export_pair
+    from export.quantize import MIN_TOP_K_OVERLAP, check_int8
+    from training.bagset import load_bags
+    from training.metrics import default_top_k
+
+    model = contract.ENCODER
+    if not checks.add(
+        model, "INT8: held-out bags to compare with FP32 (--bags)", bags_dir is not None, str(bags_dir)
+    ):
+        return
+    bags = load_bags(bags_dir, split="test")
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = export_pair(encoder_ckpt, aggregator_ckpt, Path(tmp), allow_degenerate=True)
+    card = newest_card(repo)
+    top_k = default_top_k(max(len(b.files) for b in bags))
+    found = check_int8(
+        encoder_onnx,
+        fp32.encoder,
+        aggregator_onnx,
+        [(b.bag_id, list(b.files)) for b in bags],
+        fp32.image_size,
+        fp32.size,
+        float(card["threshold"]),
+        top_k,
+    )
+    checks.add(
+        model,
+        f"INT8: the same decisions as FP32 on {found['bags']} held-out bags",
+        found["same_decisions"] == found["bags"],
+        f"{found['same_decisions']} of {found['bags']} the same",
+    )
+    checks.add(
+        model,
+        f"INT8: top-{top_k} cells overlap FP32's >= {MIN_TOP_K_OVERLAP:g}",
+        found["top_k_overlap"] >= MIN_TOP_K_OVERLAP,
+        f"mean overlap {found['top_k_overlap']:.3f}",
+    )
+
+
 def validate_repository(
     repo: Path,
     encoder_ckpt: Path | None = None,
     aggregator_ckpt: Path | None = None,
     *,
     run_models: bool = True,
+    bags: Path | None = None,
 ) -> Checks:
     """Every check on `repo`; never raises for a defect of the repository, records it.
 
@@ -475,5 +528,21 @@ def validate_repository(
         if run_models:
             run_samples(checks, enc_path, agg_path, size, dim, max_bag)
         if encoder_ckpt and aggregator_ckpt:
-            check_parity(checks, enc_path, agg_path, encoder_ckpt, aggregator_ckpt)
+            if served_precision(repo) == "int8":  # INT8 differs from PyTorch by design: compare decisions
+                check_int8_decisions(checks, repo, enc_path, agg_path, encoder_ckpt, aggregator_ckpt, bags)
+            else:
+                check_parity(checks, enc_path, agg_path, encoder_ckpt, aggregator_ckpt)
     return checks
+
+
+def newest_card(repo: Path) -> dict:
+    """card.json of the newest version (check_card has checked it)."""
+    from export.card import card_path
+    from export.repository import existing_versions
+
+    return json.loads(card_path(repo, existing_versions(repo / contract.MODEL_CARD)[-1]).read_text())
+
+
+def served_precision(repo: Path) -> str:
+    """The encoder's precision the newest card records (fp32 for cards from before INT8)."""
+    return newest_card(repo).get("precision", {}).get(contract.ENCODER, "fp32")
