@@ -14,6 +14,9 @@ ARG TRITON_IMAGE=nvcr.io/nvidia/tritonserver:24.10-py3
 FROM ${TRITON_IMAGE} AS server
 # the image's unprivileged user (uid 1000) owns the engine cache
 RUN mkdir -p /trt_cache && chown triton-server:triton-server /trt_cache
+# slam_encoder_files (the encoded wire path) decodes cells with slamctl's own code and Pillow
+RUN pip install --no-cache-dir "pillow>=10"
+COPY slamctl/ /opt/slamctl/slamctl/
 COPY --chown=triton-server:triton-server model_repository/ /models/
 COPY deploy/triton-serve.sh /usr/local/bin/slamctl-triton-serve
 USER triton-server

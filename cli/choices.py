@@ -6,6 +6,7 @@ from __future__ import annotations
 from enum import Enum
 
 from client.results import FORMATS
+from client.triton import WIRES
 from training.choices import AGGREGATORS, FEATURES, PRETRAIN_METHODS, PRETRAIN_PRESETS, SWEEP_PRESETS
 
 
@@ -20,3 +21,4 @@ Features = _choice("Features", FEATURES)
 Format = _choice("Format", FORMATS)
 Split = _choice("Split", ("test", "train", "all"))
 SweepPreset = _choice("SweepPreset", SWEEP_PRESETS)
+Wire = _choice("Wire", WIRES)

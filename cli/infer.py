@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from cli.choices import Format
+from cli.choices import Format, Wire
 from cli.console import err, progress_bar
 from cli.options import CertificateChain, PrivateKey, RootCertificates, Ssl, Timeout, Url
 from client.run import RUN_FILES, Progress, RunOptions, run
@@ -92,6 +92,13 @@ def infer(
     model_version: Annotated[
         int | None, typer.Option(help="Refuse to run unless the server serves this model version.")
     ] = None,
+    wire: Annotated[
+        Wire,
+        typer.Option(
+            help="How cells travel: pixels (decoded here, uint8 S x S x 3 each) or encoded (the files' "
+            "own bytes, about a tenth on a network; the server decodes them the same way)."
+        ),
+    ] = _CLIENT.wire,
     encoder_model: Annotated[str, typer.Option(help="Encoder model name on the server.")] = contract.ENCODER,
     aggregator_model: Annotated[
         str, typer.Option(help="Aggregator model name on the server.")
@@ -119,6 +126,7 @@ def infer(
         private_key=private_key,
         certificate_chain=certificate_chain,
         encoder_model=encoder_model,
+        wire=wire.value,
         aggregator_model=aggregator_model,
     )
     options = RunOptions(

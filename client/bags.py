@@ -73,17 +73,24 @@ def decoded(
     size: int,
     pool: ThreadPoolExecutor,
     lookahead: int,
+    raw: bool = False,
 ) -> Iterator:
     """(file name, image or None, reason, sha256 of the file's bytes or "") in file order,
-    decoding at most `lookahead` files ahead."""
+    decoding at most `lookahead` files ahead. With `raw` (the encoded wire path) the file's
+    bytes come instead of its image, undecoded: the server decodes them."""
     queue: collections.deque = collections.deque()
     it = iter(files)
 
     def decode(name: str):
         try:
-            digest = hashlib.sha256((folder / name).read_bytes()).hexdigest()  # the input, as it was read
-        except OSError:
-            digest = ""
+            data = (folder / name).read_bytes()
+            digest = hashlib.sha256(data).hexdigest()  # the input, as it was read
+        except OSError as e:
+            data, digest = None, ""
+            if raw:
+                return None, f"cannot read ({e.strerror})", digest
+        if raw:
+            return data, "", digest
         try:
             return prepare_cell(folder / name, image_size, size), "", digest
         except SlamError as e:

@@ -90,7 +90,9 @@ def infer_bag(
     batch_size = min(models.settings.batch_size, models.max_batch)
     names, skipped, batch, digests = [], list(not_cells), [], []
     lookahead = batch_size * (models.settings.concurrency + 1)
-    for name, image, reason, digest in decoded(bag, files, models.image_size, models.size, pool, lookahead):
+    raw = models.settings.wire == "encoded"  # the files' bytes go to the server, which decodes them
+    cells = decoded(bag, files, models.image_size, models.size, pool, lookahead, raw=raw)
+    for name, image, reason, digest in cells:
         digests.append((name, digest))
         if image is None:
             skipped.append((name, reason))
@@ -99,22 +101,29 @@ def infer_bag(
         batch.append(image)
         names.append(name)
         if len(batch) == batch_size:
-            stream.submit(len(names) - len(batch), np.stack(batch))
+            stream.submit(len(names) - len(batch), stacked(batch))
             batch = []
             if on_batch:
                 on_batch(len(names) + len(skipped) - len(not_cells), len(files))
         if stream.failure is not None:
             break
     if batch and stream.failure is None:
-        stream.submit(len(names) - len(batch), np.stack(batch))
+        stream.submit(len(names) - len(batch), stacked(batch))
     stream.wait()
     if on_batch:
         on_batch(len(files), len(files))
+    embeddings = stream.take(len(names))  # without the rows of files the server could not decode
+    for name, why in zip(names, stream.errors):
+        if why:
+            skipped.append((name, why))
+            metrics.ERRORS.labels("unreadable_image").inc()
+    names = [name for name, why in zip(names, stream.errors) if not why]
     if not names:
         raise BagFailure("unreadable_image", f"{bag}: no readable cell image ({len(skipped)} files skipped)")
     metrics.CELLS.inc(len(names))
     t_embed = time.perf_counter()
-    request = models.aggregator_request(stream.take(len(names)))  # from here the only copy of the embeddings
+    request = models.aggregator_request(embeddings)
+    del embeddings  # from here the request holds the only copy
     probs, attention = models.aggregate(request)
     if not (np.isfinite(probs).all() and np.isfinite(attention).all()):  # never a NaN decision
         metrics.ERRORS.labels("invalid_output").inc()
@@ -140,6 +149,16 @@ def infer_bag(
 
 def utc_now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def stacked(batch: list) -> np.ndarray:
+    """One request's tensor: images stacked (pixel path), or the files' bytes as an (n, 1)
+    object array (encoded path)."""
+    if isinstance(batch[0], np.ndarray):
+        return np.stack(batch)
+    files = np.empty((len(batch), 1), dtype=np.object_)
+    files[:, 0] = batch
+    return files
 
 
 class Progress:

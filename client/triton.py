@@ -26,6 +26,7 @@ from slamctl.card import client_version, model_id, parse_card
 from slamctl.errors import SlamError
 
 CONTROL_TIMEOUT = 10.0  # seconds for health and model-configuration calls
+WIRES = ("pixels", "encoded")  # how cells travel: decoded uint8 pixels, or the files' own bytes
 RETRYABLE = {  # a model checked ready at the start and NOT_FOUND later is being reloaded
     "StatusCode.UNAVAILABLE": "unavailable",
     "StatusCode.DEADLINE_EXCEEDED": "timeout",
@@ -48,6 +49,9 @@ class ClientSettings:
     certificate_chain: str | None = None
     encoder_model: str = contract.ENCODER
     aggregator_model: str = contract.AGGREGATOR
+    # encoded: the files' own bytes, decoded by the server (slam_encoder_files); pixels:
+    # decoded here, sent as uint8 S x S x 3. benchmarks/wire_paths.py chose the default.
+    wire: str = "encoded"
 
 
 def failure_kind(status: str) -> str:
@@ -99,8 +103,11 @@ class TritonModels:
             live = False
         if not live:
             raise unreachable(settings.url, settings.ssl)
+        needed = [settings.encoder_model, settings.aggregator_model, contract.MODEL_CARD]
+        if settings.wire == "encoded":
+            needed.append(contract.FILE_ENCODER)
         try:
-            for name in (settings.encoder_model, settings.aggregator_model, contract.MODEL_CARD):
+            for name in needed:
                 if not self.client.is_model_ready(name, client_timeout=wait):
                     raise SlamError(
                         f"model {name!r} is not ready on {settings.url}: check the server's model repository"
@@ -205,25 +212,33 @@ class EncoderStream:
     def __init__(self, models: TritonModels, n_cells: int) -> None:
         self.models, self.settings = models, models.settings
         self.embeddings = np.empty((n_cells, models.dim), dtype=np.float32)
+        self.errors = [""] * n_cells  # the encoded path: why the server could not decode a file
         self.slots = threading.BoundedSemaphore(self.settings.concurrency)
         self.cond = threading.Condition()
         self.pending = 0
         self.failure: BagFailure | None = None
 
-    def submit(self, start: int, images: np.ndarray, attempt: int = 0) -> None:
+    def submit(self, start: int, batch: np.ndarray, attempt: int = 0) -> None:
+        """One request for the cells from `start`: uint8 images (the pixel path), or an (n, 1)
+        object array of the files' bytes (the encoded path)."""
         if attempt == 0:
             self.slots.acquire()  # blocks while `concurrency` requests are in flight
             with self.cond:
                 self.pending += 1
-        (spec,) = contract.encoder_inputs(self.models.size)
-        inp = grpcclient.InferInput(spec.name, list(images.shape), spec.wire_dtype)
-        inp.set_data_from_numpy(images)
+        if batch.dtype == np.object_:
+            model, outputs = contract.FILE_ENCODER, [contract.EMBEDDINGS, contract.CELL_ERRORS]
+            (spec,) = contract.file_encoder_inputs()
+        else:
+            model, outputs = self.settings.encoder_model, [contract.EMBEDDINGS]
+            (spec,) = contract.encoder_inputs(self.models.size)
+        inp = grpcclient.InferInput(spec.name, list(batch.shape), spec.wire_dtype)
+        inp.set_data_from_numpy(batch)
         t0 = time.perf_counter()
         self.models.client.async_infer(
-            self.settings.encoder_model,
+            model,
             [inp],
-            callback=lambda result=None, error=None: self._done(start, images, attempt, t0, result, error),
-            outputs=[grpcclient.InferRequestedOutput(contract.EMBEDDINGS)],
+            callback=lambda result=None, error=None: self._done(start, batch, attempt, t0, result, error),
+            outputs=[grpcclient.InferRequestedOutput(name) for name in outputs],
             client_timeout=self.settings.timeout,
         )
 
@@ -238,6 +253,9 @@ class EncoderStream:
         else:
             metrics.REQUEST_LATENCY.labels(self.settings.encoder_model).observe(time.perf_counter() - t0)
             self.embeddings[start : start + len(images)] = result.as_numpy(contract.EMBEDDINGS)
+            if images.dtype == np.object_:
+                reasons = result.as_numpy(contract.CELL_ERRORS).reshape(-1)
+                self.errors[start : start + len(images)] = [r.decode() for r in reasons]
             failure = None
         with self.cond:
             self.pending -= 1
@@ -253,9 +271,11 @@ class EncoderStream:
             raise self.failure
 
     def take(self, n: int) -> np.ndarray:
-        """The first n embeddings; the stream lets go of them (so they can be freed)."""
+        """The first n embeddings but those of files the server could not decode; the stream
+        lets go of them (so they can be freed)."""
         embeddings, self.embeddings = self.embeddings[:n], None
-        return embeddings
+        failed = [i for i, e in enumerate(self.errors[:n]) if e]
+        return np.delete(embeddings, failed, axis=0) if failed else embeddings
 
 
 def unreachable(url: str, ssl: bool = False) -> SlamError:

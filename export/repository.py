@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from export.card import CARD_FILE, MODEL_PY, card_config, card_path
+from export.file_encoder import MODEL_PY as FILE_ENCODER_PY
+from export.file_encoder import file_encoder_config
 from export.model_card import (
     MODEL_CARD_JSON,
     MODEL_CARD_MD,
@@ -217,12 +219,20 @@ def write_repository(
     data = dataset_facts(pair.data_dir) if data is None else data
     write_model_card(card_file.parent, build_model_card(card, pair.training, data, evaluation))
     write_atomic(repository / contract.MODEL_CARD / "config.pbtxt", card_config().encode())
+    files_folder = repository / contract.FILE_ENCODER / str(version)  # the encoded wire path
+    files_folder.mkdir(parents=True, exist_ok=True)
+    write_atomic(files_folder / "model.py", FILE_ENCODER_PY.encode())
+    write_atomic(
+        repository / contract.FILE_ENCODER / "config.pbtxt",
+        file_encoder_config(pair.dim, settings.max_batch_size, settings.max_queue_delay_us).encode(),
+    )
     manifest_path = repository / MANIFEST
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"files": {}}
-    for name in (*MODELS, contract.MODEL_CARD):  # a changed config (max_bag_cells, ...) must not be served
+    for name in (*MODELS, contract.MODEL_CARD, contract.FILE_ENCODER):  # a changed config must not be served
         manifest["files"][f"{name}/config.pbtxt"] = sha256_of(repository / name / "config.pbtxt")
     served = [(name, "model.onnx") for name in MODELS]
     served += [(contract.MODEL_CARD, f) for f in (CARD_FILE, "model.py", MODEL_CARD_JSON, MODEL_CARD_MD)]
+    served += [(contract.FILE_ENCODER, "model.py")]
     for name, file in served:  # every version on disk, so old versions stay verifiable
         for v in existing_versions(repository / name):
             rel = f"{name}/{v}/{file}"

@@ -298,6 +298,35 @@ def check_card(checks: Checks, repo: Path, onnx_paths: dict[str, Path]) -> None:
     check_model_card(checks, folder, onnx_paths, digests)
 
 
+def check_file_encoder(checks: Checks, repo: Path, dim: int | None) -> None:
+    """The encoded wire path's model (export/file_encoder.py): config and model.py."""
+    from export.repository import existing_versions
+
+    model = contract.FILE_ENCODER
+    config_path = repo / model / "config.pbtxt"
+    if not checks.add(model, "config.pbtxt exists", config_path.is_file(), f"{config_path} (export again)"):
+        return
+    try:
+        config = parse_config(config_path)
+    except SlamError as e:
+        checks.add(model, "config.pbtxt parses", False, str(e))
+        return
+    checks.add(
+        model,
+        "backend python, dynamic batching",
+        config.backend == "python" and config.max_batch_size > 0 and config.HasField("dynamic_batching"),
+        f"backend {config.backend!r}, max_batch_size {config.max_batch_size}",
+    )
+    if dim is not None:
+        specs = contract.file_encoder_inputs() + contract.file_encoder_outputs(dim)
+        want = {t.name: (t.triton_dtype, (-1, *t.dims)) for t in specs}
+        have = _config_tensors([*config.input, *config.output], batching=True)
+        checks.add(model, "tensors follow the serving contract", want == have, f"{have}")
+    versions = existing_versions(repo / model)
+    ok = bool(versions) and (repo / model / str(versions[-1]) / "model.py").is_file()
+    checks.add(model, "a version folder with model.py", ok, str(repo / model))
+
+
 def check_model_card(
     checks: Checks, folder: Path, onnx_paths: dict[str, Path], digests: dict[str, str]
 ) -> None:
@@ -513,6 +542,8 @@ def validate_repository(
             found[model] = result
     check_manifest(checks, repo)
     check_card(checks, repo, {model: path for model, (_, path) in found.items()})
+    encoder = found.get(contract.ENCODER)
+    check_file_encoder(checks, repo, encoder[0].output[0].dims[0] if encoder else None)
     if len(found) == 2 and not checks.failures:
         enc_cfg, enc_path = found[contract.ENCODER]
         agg_cfg, agg_path = found[contract.AGGREGATOR]

@@ -13,6 +13,7 @@ puts the interpreter's LIBDIR at the front of LD_LIBRARY_PATH before Triton star
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -188,6 +189,28 @@ def batched_infer(session, model: ServedModel) -> Callable:
     return infer
 
 
+def files_infer(session, encoder: ServedModel, image_size: int | None) -> Callable:
+    """Inference callable of the file encoder: cell files decoded here as the client would,
+    then the encoder's session (slamctl/file_encoder.py)."""
+    from pytriton.decorators import batch
+
+    from slamctl.file_encoder import encode_files
+
+    (size,) = {d for d in encoder.inputs[0][2][:2]}
+    dim = encoder.outputs[0][2][-1]
+
+    def encode(images: np.ndarray) -> np.ndarray:
+        return session.run([contract.EMBEDDINGS], {contract.IMAGES: images})[0]
+
+    @batch
+    def infer(**inputs: np.ndarray) -> dict[str, np.ndarray]:
+        files = [bytes(f[0]) for f in inputs[contract.CELL_FILES]]
+        embeddings, errors = encode_files(files, encode, dim, image_size, size)
+        return {contract.EMBEDDINGS: embeddings, contract.CELL_ERRORS: errors}
+
+    return infer
+
+
 def bag_infer(session, model: ServedModel) -> Callable:
     """Inference callable of the aggregator: one bag per request, bags above the maximum refused."""
     from pytriton.exceptions import PyTritonBadParameterError
@@ -268,6 +291,7 @@ def serve(settings: ServerSettings, *, on_ready: Callable[[list[ServedModel]], N
 
     models = read_models(settings.repository)
     card = read_card(settings.repository)
+    image_size = json.loads(card).get("image_size")
     check_ports(settings)
     check_tls(settings)
     proxy_fix.install()
@@ -307,8 +331,9 @@ def serve(settings: ServerSettings, *, on_ready: Callable[[list[ServedModel]], N
     logging.getLogger("pytriton").setLevel(logging.WARNING)  # its INFO lines repeat what we log
     try:  # SIGTERM/Ctrl-C may come at any moment, also while the models load; `with` stops Triton
         with Triton(config=config) as triton:
+            sessions = {}
             for m in models:
-                session = make_session(m, settings.threads)
+                session = sessions[m.name] = make_session(m, settings.threads)
                 batching = m.max_batch_size > 0
                 model_config = ModelConfig(
                     batching=batching,
@@ -334,6 +359,23 @@ def serve(settings: ServerSettings, *, on_ready: Callable[[list[ServedModel]], N
                     m.onnx_path,
                     session.get_providers()[0],
                 )
+            encoder = next(m for m in models if m.name == contract.ENCODER)
+            triton.bind(  # the encoded wire path: files in, embeddings out (the encoder's session)
+                model_name=contract.FILE_ENCODER,
+                model_version=encoder.version,
+                infer_func=files_infer(sessions[contract.ENCODER], encoder, image_size),
+                inputs=[Tensor(name=contract.CELL_FILES, dtype=np.bytes_, shape=(1,))],
+                outputs=[
+                    Tensor(name=contract.EMBEDDINGS, dtype=np.float32, shape=encoder.outputs[0][2]),
+                    Tensor(name=contract.CELL_ERRORS, dtype=np.bytes_, shape=(1,)),
+                ],
+                config=ModelConfig(
+                    batching=True,
+                    max_batch_size=encoder.max_batch_size,
+                    batcher=DynamicBatcher(max_queue_delay_microseconds=encoder.max_queue_delay_us),
+                ),
+                strict=True,
+            )
             triton.bind(
                 model_name=contract.MODEL_CARD,
                 infer_func=card_infer(card),

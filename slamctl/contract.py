@@ -19,8 +19,13 @@ BAG_PROBS = "BAG_PROBS"
 ATTENTION = "ATTENTION"
 CARD_REQUEST = "CARD_REQUEST"  # the card model's dummy input (Triton models take one)
 CARD = "CARD"  # the card model's output: the model card as one JSON BYTES element
+# The encoded wire path (`slamctl infer --wire encoded`): the cell files' bytes go to the
+# server, which decodes them exactly as the client would and runs the encoder.
+FILE_ENCODER = "slam_encoder_files"
+CELL_FILES = "CELL_FILES"  # BYTES [1] per cell: the file's bytes
+CELL_ERRORS = "CELL_ERRORS"  # BYTES [1] per cell: "" or why the file was not decoded
 ONNX_MODELS = (ENCODER, AGGREGATOR)  # the two ONNX files of a version, in the model id's order
-SERVED_MODELS = (*ONNX_MODELS, MODEL_CARD)  # what a server must have ready
+SERVED_MODELS = (*ONNX_MODELS, MODEL_CARD, FILE_ENCODER)  # what a server must have ready
 
 ENCODER_MIN_MAX_BATCH = 256  # the encoder's max_batch_size is at least this
 DEFAULT_MAX_BAG_CELLS = 20_000  # the aggregator's TensorRT profile covers bags up to this
@@ -72,3 +77,11 @@ def card_inputs() -> tuple[TensorSpec, ...]:
 
 def card_outputs() -> tuple[TensorSpec, ...]:
     return (TensorSpec(CARD, "TYPE_STRING", (1,)),)
+
+
+def file_encoder_inputs() -> tuple[TensorSpec, ...]:
+    return (TensorSpec(CELL_FILES, "TYPE_STRING", (1,)),)
+
+
+def file_encoder_outputs(dim: int) -> tuple[TensorSpec, ...]:
+    return (TensorSpec(EMBEDDINGS, "TYPE_FP32", (dim,)), TensorSpec(CELL_ERRORS, "TYPE_STRING", (1,)))

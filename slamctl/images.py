@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
 
@@ -39,10 +40,12 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def load_rgb(path: Path) -> np.ndarray:
-    """uint8 (H, W, 3) RGB of an image file; SlamError naming the file if it cannot be read."""
+def load_rgb(path: Path, data: bytes | None = None) -> np.ndarray:
+    """uint8 (H, W, 3) RGB of an image file, or of its bytes `data` when given (the server's
+    side of the encoded wire path); SlamError naming `path` if it cannot be read."""
+    source = path if data is None else io.BytesIO(data)
     try:
-        with Image.open(path) as img:
+        with Image.open(source) as img:
             w, h = img.size  # from the header: nothing decoded yet
             if w * h > MAX_CELL_PIXELS:
                 raise SlamError(
@@ -51,7 +54,9 @@ def load_rgb(path: Path) -> np.ndarray:
             img = ImageOps.exif_transpose(img)
             return np.asarray(to_rgb(img), dtype=np.uint8)
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-        raise SlamError(f"{path}: not a readable image ({type(e).__name__}: {e})") from None
+        # Pillow names the file, or the bytes object, in some messages: the error names it once
+        detail = str(e).replace(f" {str(path)!r}", "").replace(f" {source!r}", "")
+        raise SlamError(f"{path}: not a readable image ({type(e).__name__}: {detail})") from None
 
 
 def fit_square(rgb: np.ndarray, size: int) -> np.ndarray:
@@ -79,16 +84,17 @@ def center_crop(rgb: np.ndarray, size: int) -> np.ndarray:
     return rgb[top : top + size, left : left + size]
 
 
-def prepare_cell(path: Path, image_size: int | None, crop: int) -> np.ndarray:
+def prepare_cell(path: Path, image_size: int | None, crop: int, data: bytes | None = None) -> np.ndarray:
     """A cell image as the encoder sees it, uint8 (crop, crop, 3).
 
     RGB; then, when the training image size is known (stock Triton passes it from
     config.pbtxt), the shorter side is resized to it and the image center-cropped square,
     as training decodes cells; when it is not (the embedded server), only images smaller
     than `crop` are resized up. Last, the center crop to the model's input size. For cells
-    of the training size (the usual case) both give exactly the training pixels.
+    of the training size (the usual case) both give exactly the training pixels. With `data`,
+    the file's bytes are decoded instead of reading `path` (named in errors only).
     """
-    rgb = load_rgb(path)
+    rgb = load_rgb(path, data)
     if image_size is not None:
         rgb = fit_square(rgb, image_size)
     elif min(rgb.shape[:2]) < crop:

@@ -33,8 +33,9 @@ def test_export_then_validate_and_versions(tiny_models, tmp_path):
     assert (repo / contract.ENCODER / "1" / "model.onnx").exists()
     manifest = json.loads((repo / "manifest.json").read_text())
     assert (
-        manifest["latest_version"] == 2 and len(manifest["files"]) == 15
-    )  # per version 2 ONNX files and 4 card files (card.json, model.py, model_card.json, MODEL_CARD.md); 3 configs
+        manifest["latest_version"] == 2 and len(manifest["files"]) == 18
+    )  # per version: 2 ONNX files, 4 card files (card.json, model.py, model_card.json, MODEL_CARD.md),
+    # the file encoder's model.py; and 4 configs
     card = json.loads((repo / contract.MODEL_CARD / "2" / "card.json").read_text())
     assert card["degenerate"] is True and card["version"] == 2 and 0 <= card["threshold"] <= 1
     assert manifest["versions"]["2"]["threshold"] == card["threshold"]

@@ -12,6 +12,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+import tritonclient.grpc as grpcclient
 
 from client.results import BagFailure
 from client.run import infer_bag
@@ -344,8 +345,8 @@ def test_health(server):
     r = run_cli("health", "--url", server.grpc_url)
     assert r.code == 0, r.err
     lines = r.out.strip().splitlines()
-    assert lines[0].endswith("live, ready") and len(lines) == 5  # encoder, aggregator, model card, model id
-    assert re.fullmatch(r"model id [0-9a-f]{64} \(version 1, exported .*", lines[4]), lines[4]
+    assert lines[0].endswith("live, ready") and len(lines) == 6  # encoder, aggregator, card, file encoder, model id
+    assert re.fullmatch(r"model id [0-9a-f]{64} \(version 1, exported .*", lines[5]), lines[5]
     assert lines[1].startswith("model slam_encoder: ready, versions 1") and "IMAGES UINT8" in lines[1]
     r = run_cli("health", "--url", "127.0.0.1:1", "--timeout", 2)
     assert r.code == 1 and "cannot reach a Triton server" in r.err
@@ -614,3 +615,37 @@ def test_audit_log_survives_a_killed_client_with_whole_lines(server, tiny_bags, 
     assert r.code == 0, r.err
     r = run_cli("audit", "verify", log, out)
     assert r.code == 0 and "200 of 200 result files match their line" in r.out, r.err
+
+
+def test_encoded_wire_gives_the_pixel_paths_embeddings_and_skips(server, tiny_bags, tmp_path):
+    """--wire encoded: the files' bytes go to slam_encoder_files, which decodes them with the
+    client's code: the same embeddings, decisions and skipped files as --wire pixels."""
+    from slamctl.images import prepare_cell
+
+    bag = shutil.copytree(tiny_bags / "bag_0001", tmp_path / "bag")
+    (bag / "zz_broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    files = sorted(f for f in bag.iterdir() if f.name != "zz_broken.png")
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    blobs = np.empty((len(files) + 1, 1), dtype=np.object_)
+    blobs[:, 0] = [f.read_bytes() for f in files] + [(bag / "zz_broken.png").read_bytes()]
+    inp = grpcclient.InferInput(contract.CELL_FILES, list(blobs.shape), "BYTES")
+    inp.set_data_from_numpy(blobs)
+    answer = client.infer(contract.FILE_ENCODER, [inp], client_timeout=60)
+    card = TritonModels(ClientSettings(url=server.grpc_url)).card
+    images = np.stack([prepare_cell(f, card["image_size"], card["input_size"]) for f in files])
+    pixels = grpcclient.InferInput(contract.IMAGES, list(images.shape), "UINT8")
+    pixels.set_data_from_numpy(images)
+    want = client.infer(contract.ENCODER, [pixels], client_timeout=60).as_numpy(contract.EMBEDDINGS)
+    np.testing.assert_array_equal(answer.as_numpy(contract.EMBEDDINGS)[:-1], want)
+    errors = [e[0].decode() for e in answer.as_numpy(contract.CELL_ERRORS)]
+    assert errors[:-1] == [""] * len(files) and errors[-1].startswith("not a readable image")
+    results = {}
+    for wire in ("pixels", "encoded"):
+        r = run_cli("infer", bag, "--url", server.grpc_url, "--out", tmp_path / wire, "--wire", wire)
+        assert r.code == 0, r.err
+        results[wire] = json.loads((tmp_path / wire / "bag.json").read_text())
+    for key in ("decision", "top_k", "skipped", "cells"):
+        assert results["pixels"][key] == results["encoded"][key], key
+    assert results["pixels"]["skipped"][0]["file"] == "zz_broken.png"
+    r = run_cli("infer", bag, "--url", server.grpc_url, "--out", tmp_path / "x", "--wire", "jpeg")
+    assert r.code == 2 and "pixels" in r.err and "encoded" in r.err
