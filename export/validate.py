@@ -243,6 +243,27 @@ def check_manifest(checks: Checks, repo: Path) -> None:
         )
 
 
+def _python_model_config(checks: Checks, repo: Path, model: str, *, batching: bool):
+    """The config of a Python-backend model: exists, parses, backend python, batching as
+    expected; None when it cannot be read (recorded)."""
+    config_path = repo / model / "config.pbtxt"
+    if not checks.add(model, "config.pbtxt exists", config_path.is_file(), f"{config_path} (export again)"):
+        return None
+    try:
+        config = parse_config(config_path)
+    except SlamError as e:
+        checks.add(model, "config.pbtxt parses", False, str(e))
+        return None
+    batched = config.max_batch_size > 0 and config.HasField("dynamic_batching")
+    checks.add(
+        model,
+        f"backend python, {'dynamic batching' if batching else 'no batching'}",
+        config.backend == "python" and (batched if batching else config.max_batch_size == 0),
+        f"backend {config.backend!r}, max_batch_size {config.max_batch_size}",
+    )
+    return config
+
+
 def check_card(checks: Checks, repo: Path, onnx_paths: dict[str, Path]) -> None:
     """The model card model: config, files, and a card that matches the served ONNX files."""
     from export.card import CARD_FILE
@@ -251,20 +272,9 @@ def check_card(checks: Checks, repo: Path, onnx_paths: dict[str, Path]) -> None:
     from slamctl.checksum import sha256_of
 
     model = contract.MODEL_CARD
-    config_path = repo / model / "config.pbtxt"
-    if not checks.add(model, "config.pbtxt exists", config_path.is_file(), str(config_path)):
+    config = _python_model_config(checks, repo, model, batching=False)
+    if config is None:
         return
-    try:
-        config = parse_config(config_path)
-    except SlamError as e:
-        checks.add(model, "config.pbtxt parses", False, str(e))
-        return
-    checks.add(
-        model,
-        "backend python, no batching",
-        (config.backend, config.max_batch_size) == ("python", 0),
-        f"backend {config.backend!r}, max_batch_size {config.max_batch_size}",
-    )
     want = {t.name: (t.triton_dtype, t.dims) for t in contract.card_inputs() + contract.card_outputs()}
     have = _config_tensors([*config.input, *config.output], batching=False)
     checks.add(model, "tensors follow the serving contract", want == have, f"{have}")
@@ -303,20 +313,9 @@ def check_file_encoder(checks: Checks, repo: Path, dim: int | None) -> None:
     from export.repository import existing_versions
 
     model = contract.FILE_ENCODER
-    config_path = repo / model / "config.pbtxt"
-    if not checks.add(model, "config.pbtxt exists", config_path.is_file(), f"{config_path} (export again)"):
+    config = _python_model_config(checks, repo, model, batching=True)
+    if config is None:
         return
-    try:
-        config = parse_config(config_path)
-    except SlamError as e:
-        checks.add(model, "config.pbtxt parses", False, str(e))
-        return
-    checks.add(
-        model,
-        "backend python, dynamic batching",
-        config.backend == "python" and config.max_batch_size > 0 and config.HasField("dynamic_batching"),
-        f"backend {config.backend!r}, max_batch_size {config.max_batch_size}",
-    )
     if dim is not None:
         specs = contract.file_encoder_inputs() + contract.file_encoder_outputs(dim)
         want = {t.name: (t.triton_dtype, (-1, *t.dims)) for t in specs}

@@ -345,7 +345,9 @@ def test_health(server):
     r = run_cli("health", "--url", server.grpc_url)
     assert r.code == 0, r.err
     lines = r.out.strip().splitlines()
-    assert lines[0].endswith("live, ready") and len(lines) == 6  # encoder, aggregator, card, file encoder, model id
+    assert (
+        lines[0].endswith("live, ready") and len(lines) == 6
+    )  # encoder, aggregator, card, file encoder, model id
     assert re.fullmatch(r"model id [0-9a-f]{64} \(version 1, exported .*", lines[5]), lines[5]
     assert lines[1].startswith("model slam_encoder: ready, versions 1") and "IMAGES UINT8" in lines[1]
     r = run_cli("health", "--url", "127.0.0.1:1", "--timeout", 2)
