@@ -65,6 +65,7 @@ class RunSummary:
     metrics_file: Path | None = None
     push_error: str | None = None  # the results are saved even when the push failed
     interrupted: list[str] = field(default_factory=list)  # bags not done because of Ctrl-C/SIGTERM
+    written_late: list[str] = field(default_factory=list)  # a bag whose file was written as Ctrl-C came
 
 
 def infer_bag(
@@ -87,6 +88,24 @@ def infer_bag(
             f"{bag}: {len(files)} files, the server accepts bags of at most {models.max_bag} cells",
         )
     stream = EncoderStream(models, len(files))
+    try:
+        return _embed_and_decide(bag, files, not_cells, stream, models, pool, threshold, on_batch, t_start)
+    except KeyboardInterrupt:  # closing a channel with calls in flight can hang: let them finish first
+        stream.drain(models.settings.timeout)
+        raise
+
+
+def _embed_and_decide(
+    bag: Path,
+    files: list[str],
+    not_cells: list[tuple[str, str]],
+    stream: EncoderStream,
+    models: TritonModels,
+    pool: ThreadPoolExecutor,
+    threshold: float | None,
+    on_batch: Callable[[int, int], None] | None,
+    t_start: float,
+) -> BagResult:
     batch_size = min(models.settings.batch_size, models.max_batch)
     names, skipped, batch, digests = [], list(not_cells), [], []
     lookahead = batch_size * (models.settings.concurrency + 1)
@@ -242,7 +261,7 @@ def _run_bags(
         "started_at": started,
         "finished_at": utc_now(),
         "provenance": provenance,
-        "done": [row[0] for row in summary.rows],
+        "done": [row[0] for row in summary.rows] + summary.written_late,
         "reused": summary.reused,
         "failed": dict(summary.failed),
         "interrupted": summary.interrupted,
@@ -281,58 +300,79 @@ def _infer_bags(
     page: Report | None,
     audit: AuditLog | None,
 ) -> None:
-    """The per-bag loop: each result is logged (audit), then written, then added to the report."""
-    out = options.out
+    """The per-bag loop. Ctrl-C or SIGTERM, wherever it lands, ends the loop: what is done
+    is kept, the bags not done are listed in `summary.interrupted`."""
+    current = bags[0] if bags else None
     with ThreadPoolExecutor(models.settings.decode_threads) as pool:
-        for i, bag in enumerate(bags):
-            result_path = output_path(out, bag.name, options.format)
-            if options.resume and result_path.exists():
-                summary.reused.append(bag.name)
-                progress.bag_done(bag.name, len(summary.failed))
-                continue
-            on_batch = progress.bag(bag.name)
-            t0 = time.perf_counter()
-            try:
-                result = infer_bag(bag, models, pool, threshold=options.threshold, on_batch=on_batch)
-            except KeyboardInterrupt:  # Ctrl-C or SIGTERM: keep what is done, say what is not
-                summary.interrupted = [b.name for b in bags[i:]]
-                break
-            except BagFailure as e:
-                metrics.BAGS.labels("failed").inc()
-                summary.failed.append((bag.name, f"{e.kind}: {e}"))
-                if audit:
-                    audit.append(
-                        {
-                            "event": "failure",
-                            "bag": bag.name,
-                            "source": str(bag),
-                            "kind": e.kind,
-                            "message": str(e),
-                            "run_id": summary.run_id,
-                            "at": utc_now(),
-                        }
-                    )
-            else:
-                data = render_result(result, options.format, options.top_k, str(bag), provenance)
-                if audit:  # logged first: a crash in between leaves a line whose result --resume redoes
-                    audit.append(audit_record(result, bag, result_path, data, provenance, out))
-                write_atomic(result_path, data)
-                metrics.BAGS.labels("ok").inc()
-                metrics.BAG_LATENCY.observe(time.perf_counter() - t0)
-                summary.rows.append(
-                    (
-                        result.bag,
-                        result.label,
-                        f"{result.probability:.3f}",
-                        str(len(result.cells)),
-                        str(len(result.skipped)),
-                        f"{result.timings['total_s']:.1f}",
-                    )
-                )
-                if page:
-                    page.add(result, bag)
-                del result  # before the next bag: the run holds one bag's cells at a time
-            progress.bag_done(bag.name, len(summary.failed))
+        try:
+            for current in bags:
+                _infer_one(current, models, pool, options, progress, summary, provenance, page, audit)
+        except KeyboardInterrupt:
+            done = (
+                {row[0] for row in summary.rows} | {name for name, _ in summary.failed} | set(summary.reused)
+            )
+            if current.name not in done and output_path(options.out, current.name, options.format).exists():
+                summary.written_late.append(current.name)  # interrupted between its file and its row
+                done.add(current.name)
+            summary.interrupted = [b.name for b in bags if b.name not in done]
+
+
+def _infer_one(
+    bag: Path,
+    models: TritonModels,
+    pool: ThreadPoolExecutor,
+    options: RunOptions,
+    progress: Progress,
+    summary: RunSummary,
+    provenance: dict,
+    page: Report | None,
+    audit: AuditLog | None,
+) -> None:
+    """One bag: its result is logged (audit), then written, then added to the report."""
+    result_path = output_path(options.out, bag.name, options.format)
+    if options.resume and result_path.exists():
+        summary.reused.append(bag.name)
+        progress.bag_done(bag.name, len(summary.failed))
+        return
+    on_batch = progress.bag(bag.name)
+    t0 = time.perf_counter()
+    try:
+        result = infer_bag(bag, models, pool, threshold=options.threshold, on_batch=on_batch)
+    except BagFailure as e:
+        metrics.BAGS.labels("failed").inc()
+        summary.failed.append((bag.name, f"{e.kind}: {e}"))
+        if audit:
+            audit.append(
+                {
+                    "event": "failure",
+                    "bag": bag.name,
+                    "source": str(bag),
+                    "kind": e.kind,
+                    "message": str(e),
+                    "run_id": summary.run_id,
+                    "at": utc_now(),
+                }
+            )
+    else:
+        data = render_result(result, options.format, options.top_k, str(bag), provenance)
+        if audit:  # logged first: a crash in between leaves a line whose result --resume redoes
+            audit.append(audit_record(result, bag, result_path, data, provenance, options.out))
+        write_atomic(result_path, data)
+        metrics.BAGS.labels("ok").inc()
+        metrics.BAG_LATENCY.observe(time.perf_counter() - t0)
+        summary.rows.append(
+            (
+                result.bag,
+                result.label,
+                f"{result.probability:.3f}",
+                str(len(result.cells)),
+                str(len(result.skipped)),
+                f"{result.timings['total_s']:.1f}",
+            )
+        )
+        if page:
+            page.add(result, bag)
+    progress.bag_done(bag.name, len(summary.failed))
 
 
 def audit_record(result: BagResult, bag: Path, path: Path, data: bytes, provenance: dict, out: Path) -> dict:

@@ -159,11 +159,17 @@ class TritonModels:
             "client": {"slamctl": client_version()},
         }
 
-    def close(self) -> None:
+    def close(self, timeout: float = 10.0) -> None:
         """Close both channels now (left to the garbage collector while a Ctrl-C unwinds, gRPC's
-        channel close can wait forever)."""
-        self._channel.close()
-        self.client.close()
+        channel close can wait forever), giving up after `timeout` s: the process is ending."""
+
+        def close() -> None:
+            self._channel.close()
+            self.client.close()
+
+        closer = threading.Thread(target=close, daemon=True)
+        closer.start()
+        closer.join(timeout)
 
     def _read_card(self, wait: float) -> dict:
         """The served model card (export/card.py): threshold, sizes, checksums."""
@@ -269,6 +275,11 @@ class EncoderStream:
             self.cond.wait_for(lambda: self.pending == 0)
         if self.failure is not None:
             raise self.failure
+
+    def drain(self, timeout: float) -> None:
+        """Wait (at most `timeout` s) until no request is in flight, whatever their outcome."""
+        with self.cond:
+            self.cond.wait_for(lambda: self.pending == 0, timeout=timeout)
 
     def take(self, n: int) -> np.ndarray:
         """The first n embeddings but those of files the server could not decode; the stream
