@@ -37,7 +37,8 @@ fi
 $S evaluate --run "$OUT/run" --embeddings "$OUT/run/emb" --bags "$OUT/bags" --top-k "$TOPK"
 
 step "5/8 export to a Triton model repository and validate it"
-if [ ! -f "$OUT/model_repository/manifest.json" ]; then
+# reuse a repository this slamctl validates (one written by an older version is exported again)
+if ! { [ -f "$OUT/model_repository/manifest.json" ] && $S export validate "$OUT/model_repository" >/dev/null 2>&1; }; then
   $S export --encoder "$OUT/run/checkpoint.pt" --aggregator "$OUT/run/mil.pt" --repository "$OUT/model_repository" \
     "${EXPORT_FLAGS[@]}"
 else

@@ -57,7 +57,12 @@ def infer(
     retries: Annotated[
         int, typer.Option(help="Retries of a request when the server is unavailable or slow.")
     ] = _CLIENT.retries,
-    resume: Annotated[bool, typer.Option("--resume", help="Skip bags whose result file exists.")] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume", help="Skip bags whose result file exists and was made by the model being served."
+        ),
+    ] = False,
     ssl: Ssl = False,
     root_certificates: RootCertificates = None,
     private_key: PrivateKey = None,
@@ -160,6 +165,10 @@ def infer(
     for name, why in summary.failed:
         table.add_row(name, "[red]failed[/red]", "", "", "", why)
     err.print(table)
+    if summary.redone:
+        err.print(
+            f"--resume: {len(summary.redone)} results of another model (or without provenance) were inferred again"
+        )
     if summary.report:
         err.print(f"report: {summary.report}")
     err.print(f"results: {out}")

@@ -53,6 +53,19 @@ def output_path(out: Path, bag: str, fmt: str) -> Path:
     return Path(out) / f"{bag}.{fmt}"
 
 
+def made_by(path: Path, fmt: str) -> str | None:
+    """The model id a result file records (None: unreadable, or written before provenance):
+    `--resume` reuses only the results of the model being served."""
+    try:
+        if fmt == "json":
+            return json.loads(path.read_text()).get("provenance", {}).get("model_id")
+        with open(path, newline="") as f:
+            row = next(csv.DictReader(f), None)
+        return row.get("model_id") if row else None
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def as_dict(result: BagResult, top_k: int, source: str, provenance: dict) -> dict:
     """A result file's content; `provenance` is the run's (TritonModels.provenance + run id)."""
     return {

@@ -24,7 +24,7 @@ from client import metrics
 from client.audit import AuditLog
 from client.bags import decoded, find_bags, input_digest, list_cells
 from client.report import Report, read_truth
-from client.results import BagFailure, BagResult, bag_provenance, output_path, render_result
+from client.results import BagFailure, BagResult, bag_provenance, made_by, output_path, render_result
 from client.triton import CONTROL_TIMEOUT, ClientSettings, EncoderStream, TritonModels
 from slamctl.errors import SlamError
 from slamctl.files import write_atomic
@@ -66,6 +66,7 @@ class RunSummary:
     push_error: str | None = None  # the results are saved even when the push failed
     interrupted: list[str] = field(default_factory=list)  # bags not done because of Ctrl-C/SIGTERM
     written_late: list[str] = field(default_factory=list)  # a bag whose file was written as Ctrl-C came
+    redone: list[str] = field(default_factory=list)  # --resume: results of another model, inferred again
 
 
 def infer_bag(
@@ -263,6 +264,7 @@ def _run_bags(
         "provenance": provenance,
         "done": [row[0] for row in summary.rows] + summary.written_late,
         "reused": summary.reused,
+        "redone": summary.redone,
         "failed": dict(summary.failed),
         "interrupted": summary.interrupted,
     }
@@ -331,9 +333,11 @@ def _infer_one(
     """One bag: its result is logged (audit), then written, then added to the report."""
     result_path = output_path(options.out, bag.name, options.format)
     if options.resume and result_path.exists():
-        summary.reused.append(bag.name)
-        progress.bag_done(bag.name, len(summary.failed))
-        return
+        if made_by(result_path, options.format) == models.model_id:
+            summary.reused.append(bag.name)
+            progress.bag_done(bag.name, len(summary.failed))
+            return
+        summary.redone.append(bag.name)  # written by another model (or before provenance): inferred again
     on_batch = progress.bag(bag.name)
     t0 = time.perf_counter()
     try:

@@ -651,3 +651,19 @@ def test_encoded_wire_gives_the_pixel_paths_embeddings_and_skips(server, tiny_ba
     assert results["pixels"]["skipped"][0]["file"] == "zz_broken.png"
     r = run_cli("infer", bag, "--url", server.grpc_url, "--out", tmp_path / "x", "--wire", "jpeg")
     assert r.code == 2 and "pixels" in r.err and "encoded" in r.err
+
+
+def test_resume_reuses_only_the_results_of_the_served_model(server, tiny_bags, tmp_path):
+    r = run_cli("infer", tiny_bags / "bag_0002", "--url", server.grpc_url, "--out", tmp_path)
+    assert r.code == 0, r.err
+    path = tmp_path / "bag_0002.json"
+    served = json.loads(path.read_text())["provenance"]["model_id"]
+    r = run_cli("infer", tiny_bags / "bag_0002", "--url", server.grpc_url, "--out", tmp_path, "--resume")
+    assert r.code == 0 and json.loads((tmp_path / "run_summary.json").read_text())["reused"] == ["bag_0002"]
+    data = json.loads(path.read_text())
+    data["provenance"]["model_id"] = "0" * 64  # as if another model had decided it
+    path.write_text(json.dumps(data))
+    r = run_cli("infer", tiny_bags / "bag_0002", "--url", server.grpc_url, "--out", tmp_path, "--resume")
+    assert r.code == 0 and "1 results of another model" in r.err
+    assert json.loads((tmp_path / "run_summary.json").read_text())["redone"] == ["bag_0002"]
+    assert json.loads(path.read_text())["provenance"]["model_id"] == served
