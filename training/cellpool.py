@@ -37,6 +37,18 @@ class CellPools:
             raise SlamError(f"{where}: no negative (label 0) training bag")
         return cls(pos, neg)
 
+    @classmethod
+    def from_cell_truth(cls, bags: list[Bag], truth: dict[tuple[str, str], int], where: Path) -> CellPools:
+        """Truly abnormal cells against all others (cells.csv): the cell classifier's pools."""
+        cells = [(f, truth.get((b.bag_id, f.name), 0)) for b in bags for f in b.files]
+        pos = tuple(f for f, t in cells if t)
+        neg = tuple(f for f, t in cells if not t)
+        if not pos or not neg:
+            raise SlamError(
+                f"{where}: cells.csv needs abnormal and normal training cells for cell-supervised"
+            )
+        return cls(pos, neg)
+
 
 def epoch_batches(
     n_pos: int, n_neg: int, batch_size: int, *, seed: int, epoch: int

@@ -3,7 +3,9 @@ aggregators, features, sweep presets. Plain names, no torch: the CLI turns them 
 choices that are checked before any work starts, and `slamctl infer` imports no torch.
 The modules that implement them key their tables by these names (a test checks it)."""
 
-PRETRAIN_METHODS = ("slam-ags", "weaksupcon", "pcgrad", "simclr", "supervised")
+# cell-supervised: a classifier of the true cell labels (cells.csv), the witness-rate sweep's
+# reference for the encoder's ceiling; it needs per-cell truth, which real slides lack
+PRETRAIN_METHODS = ("slam-ags", "weaksupcon", "pcgrad", "simclr", "supervised", "cell-supervised")
 PRETRAIN_PRESETS = ("paper", "tiny")
 AGGREGATORS = ("pamil", "abmil")
 FEATURES = ("h", "z")  # backbone h or projection head z

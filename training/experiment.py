@@ -7,8 +7,11 @@ synth/bags -> pretrain -> embed -> MIL -> evaluate and leaves its summary.json, 
 interrupted sweep resumes where it stopped.
 
 Outputs under OUT: runs.csv (one row per run, with the gradient-conflict telemetry),
-results.csv and results.md (mean +- std of bag F1 and Top-K retrieval per method and
-witness rate), conflicts.md, and results.png (both metrics against witness rate).
+results.csv and results.md (mean +- std over seeds of bag F1, Top-K retrieval and bag AUC per
+method and witness rate), intervals.csv and intervals.md (the same figures with 95% bootstrap
+intervals over the test bags, training/statistics.py), paired.md (SLAM-AGS minus each other
+method on the same data: bag AUC per seed and a paired bootstrap interval), conflicts.md, and
+results.png (the metrics against witness rate).
 """
 
 from __future__ import annotations
@@ -22,12 +25,15 @@ from pathlib import Path
 
 import numpy as np
 
+from slamctl.errors import SlamError
 from slamctl.tables import read_csv, write_csv
 from training.bag_generation import BagSpec, make_bags
 from training.embed import embed_bags
 from training.evaluate import evaluate
+from training.metrics import binary_metrics, roc_auc
 from training.mil import MilConfig, train_mil
 from training.pretrain import METHODS, PretrainConfig, pretrain
+from training.statistics import bootstrap
 from training.synthetic import SynthConfig, generate
 
 log = logging.getLogger(__name__)
@@ -35,7 +41,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class SweepConfig:
-    methods: tuple[str, ...] = tuple(METHODS)
+    methods: tuple[str, ...] = tuple(m for m in METHODS if m != "cell-supervised")
     witness_rates: tuple[float, ...] = (0.10, 0.05, 0.01, 0.005)
     seeds: tuple[int, ...] = (0, 1, 2)
     synth: SynthConfig = field(default_factory=SynthConfig)  # witness_rate and seed set per run
@@ -43,6 +49,10 @@ class SweepConfig:
     mil: MilConfig = field(default_factory=MilConfig)
     features: str = "h"  # the reference code embeds with z; h probes better (docs/results/pretrain-recipe)
     embed_batch: int = 256
+    # reference rows on the same data: "oracle" embeds every cell from its truth (the
+    # aggregator's ceiling: what MIL reaches with a perfect encoder); "cell-supervised"
+    # trains the encoder as a classifier of the true cell labels (the encoder's ceiling)
+    references: tuple[str, ...] = ("oracle", "cell-supervised")
 
 
 PRESETS = {
@@ -91,6 +101,8 @@ PRESETS = {
 
 def conflict_stats(telemetry: Path) -> tuple[float, float]:
     """(fraction of steps whose task gradients conflicted, mean gradient cosine); nan for one task."""
+    if not Path(telemetry).exists():  # a reference row: no pretraining
+        return float("nan"), float("nan")
     rows = [r for r in read_csv(telemetry, ("conflict", "grad_cos")) if r["grad_cos"] != ""]
     if not rows:
         return float("nan"), float("nan")
@@ -123,6 +135,23 @@ def run_one(cfg: SweepConfig, data: Path, run: Path, method: str, seed: int) -> 
     return evaluate(mil, emb, data, run / "eval")
 
 
+def run_reference(cfg: SweepConfig, data: Path, run: Path, reference: str, seed: int) -> dict:
+    """A reference row on one data set (resumable): the cell classifier's encoder, or MIL and
+    evaluation on oracle embeddings."""
+    from training.oracle import oracle_embeddings
+
+    if reference == "cell-supervised":
+        return run_one(cfg, data, run, reference, seed)
+    summary_path = run / "eval" / "summary.json"
+    if summary_path.exists():
+        return json.loads(summary_path.read_text())
+    if reference != "oracle":
+        raise SlamError(f"reference {reference!r}: expected oracle or cell-supervised")
+    emb = oracle_embeddings(data, run / "embeddings", seed=seed)
+    mil = train_mil(replace(cfg.mil, seed=seed), emb, data / "labels.csv", run)
+    return evaluate(mil, emb, data, run / "eval")
+
+
 def _mean_std(values: list[float]) -> tuple[float, float]:
     v = np.array([x for x in values if x is not None and not math.isnan(x)], dtype=float)
     if len(v) == 0:
@@ -142,14 +171,18 @@ def run_sweep(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "sweep.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
-    total = len(cfg.methods) * len(cfg.witness_rates) * len(cfg.seeds)
+    rows_of = (*cfg.methods, *cfg.references)
+    total = len(rows_of) * len(cfg.witness_rates) * len(cfg.seeds)
     rows, done = [], 0
     for wr in cfg.witness_rates:
         for seed in cfg.seeds:
             data = make_data(cfg, out, wr, seed, cells_root, bag_spec)
-            for method in cfg.methods:
-                run = out / "runs" / method / f"wr{wr:g}_seed{seed}"
-                s = run_one(cfg, data, run, method, seed)
+            for method in rows_of:
+                run = run_dir(out, method, wr, seed)
+                if method in cfg.references:
+                    s = run_reference(cfg, data, run, method, seed)
+                else:
+                    s = run_one(cfg, data, run, method, seed)
                 frac, cos = conflict_stats(run / "telemetry.csv")
                 rows.append(
                     {
@@ -159,6 +192,7 @@ def run_sweep(
                         "f1": s["f1"],
                         "auc": s["auc"],
                         "top_k_fraction": s["top_k_fraction_mean"],
+                        "probe_auc": s.get("probe_auc"),
                         "conflict_fraction": frac,
                         "mean_grad_cos": cos,
                     }
@@ -167,34 +201,128 @@ def run_sweep(
                 if on_run:
                     on_run(done, total, f"{method} wr={wr:g} seed={seed}")
     write_tables(rows, cfg, out)
+    write_intervals(cfg, out)
     return rows
+
+
+def run_dir(out: Path, method: str, wr: float, seed: int) -> Path:
+    return Path(out) / "runs" / method / f"wr{wr:g}_seed{seed}"
+
+
+def bag_scores(out: Path, method: str, wr: float, seed: int) -> dict[str, np.ndarray]:
+    """One run's held-out bags (evaluate's bags.csv), sorted by bag: labels, P(abnormal),
+    decisions at the stored threshold, and the top-K fraction (NaN for a negative bag)."""
+    rows = sorted(
+        read_csv(run_dir(out, method, wr, seed) / "eval" / "bags.csv", ["bag_id"]), key=lambda r: r["bag_id"]
+    )
+    return {
+        "bag": np.array([r["bag_id"] for r in rows]),
+        "label": np.array([int(r["label"]) for r in rows]),
+        "prob": np.array([float(r["prob_abnormal"]) for r in rows]),
+        "prediction": np.array([int(r["prediction"]) for r in rows]),
+        "top_k": np.array([float(r["top_k_fraction"]) if r["label"] == "1" else np.nan for r in rows]),
+    }
+
+
+def _f1(label: np.ndarray, prediction: np.ndarray) -> float:
+    return binary_metrics(label, prediction.astype(float), threshold=0.5)["f1"]
+
+
+def _mean_of_known(x: np.ndarray) -> float:
+    """The mean of the values that are not NaN (the positive bags' top-K fractions); NaN if none."""
+    known = x[~np.isnan(x)]
+    return float(known.mean()) if len(known) else float("nan")
+
+
+def _auc_difference(label: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+    return roc_auc(label, a) - roc_auc(label, b)
+
+
+def write_intervals(cfg: SweepConfig, out: Path, reference: str = "slam-ags") -> None:
+    """intervals.md / intervals.csv: per method and witness rate, bag F1 at the calibrated
+    threshold, bag AUC and top-K retrieval with 95% bootstrap intervals over bags (the mean
+    over seeds); paired.md: `reference` minus each other method's bag AUC, per seed and with
+    a paired bootstrap interval (the same bags score both)."""
+    figures = {
+        "bag F1": lambda s: [s["label"], s["prediction"]],
+        "bag AUC": lambda s: [s["label"], s["prob"]],
+        "top-K retrieval": lambda s: [s["top_k"]],
+    }
+    statistic = {"bag F1": _f1, "bag AUC": roc_auc, "top-K retrieval": _mean_of_known}
+    scores = {
+        (m, wr, seed): bag_scores(out, m, wr, seed)
+        for m in (*cfg.methods, *cfg.references)
+        for wr in cfg.witness_rates
+        for seed in cfg.seeds
+    }
+    header = "| method | witness rate | test bags per seed | " + " | ".join(figures) + " |"
+    md, table = [header, "|" + "---|" * (3 + len(figures))], []
+    for m in (*cfg.methods, *cfg.references):
+        for wr in cfg.witness_rates:
+            runs = [scores[(m, wr, seed)] for seed in cfg.seeds]
+            cells, row = [], [m, wr, len(runs[0]["bag"])]
+            for name, arrays in figures.items():
+                est, low, high = bootstrap([arrays(r) for r in runs], statistic[name])
+                cells.append(f"{est:.3f} [{low:.3f}, {high:.3f}]")
+                row += [f"{est:.4f}", f"{low:.4f}", f"{high:.4f}"]
+            md.append(f"| {m} | {wr:.1%} | {len(runs[0]['bag'])} | " + " | ".join(cells) + " |")
+            table.append(row)
+    columns = ["method", "witness_rate", "test_bags"]
+    columns += [f"{key}_{part}" for key in ("f1", "auc", "top_k") for part in ("mean", "low", "high")]
+    write_csv(out / "intervals.csv", columns, table)
+    (out / "intervals.md").write_text("\n".join(md) + "\n")
+    if reference not in cfg.methods:
+        return
+    paired = [
+        f"| {reference} minus | witness rate | bag AUC difference per seed | mean [95% paired bootstrap] |",
+        "|---|---|---|---|",
+    ]
+    for m in (x for x in cfg.methods if x != reference):
+        for wr in cfg.witness_rates:
+            groups, per_seed = [], []
+            for seed in cfg.seeds:
+                a, b = scores[(reference, wr, seed)], scores[(m, wr, seed)]
+                if not np.array_equal(a["bag"], b["bag"]):
+                    raise SlamError(
+                        f"{out}: {reference} and {m} were tested on different bags (wr {wr:g}, seed {seed})"
+                    )
+                groups.append([a["label"], a["prob"], b["prob"]])
+                per_seed.append(_auc_difference(*groups[-1]))
+            est, low, high = bootstrap(groups, _auc_difference)
+            seeds = ", ".join(f"{d:+.3f}" for d in per_seed)
+            paired.append(f"| {m} | {wr:.1%} | {seeds} | {est:+.3f} [{low:+.3f}, {high:+.3f}] |")
+    (out / "paired.md").write_text("\n".join(paired) + "\n")
 
 
 def write_tables(rows: list[dict], cfg: SweepConfig, out: Path) -> None:
     write_csv(out / "runs.csv", list(rows[0]), [list(r.values()) for r in rows])
     table, md = (
         [],
-        ["| method | witness rate | bag F1 | Top-K retrieval | bag AUC |", "|---|---|---|---|---|"],
+        [
+            "| method | witness rate | bag F1 | Top-K retrieval | bag AUC | encoder probe cell AUC |",
+            "|---|---|---|---|---|---|",
+        ],
     )
     conflicts = [
         "| method | witness rate | steps with conflicting gradients | mean gradient cosine |",
         "|---|---|---|---|",
     ]
-    for method in cfg.methods:
+    for method in (*cfg.methods, *cfg.references):
         for wr in cfg.witness_rates:
             sel = [r for r in rows if r["method"] == method and r["witness_rate"] == wr]
             stats = {
                 k: _mean_std([r[k] for r in sel])
-                for k in ("f1", "top_k_fraction", "auc", "conflict_fraction", "mean_grad_cos")
+                for k in ("f1", "top_k_fraction", "auc", "probe_auc", "conflict_fraction", "mean_grad_cos")
             }
             table.append(
                 [method, wr, len(sel)]
-                + [f"{x:.4f}" for k in ("f1", "top_k_fraction", "auc") for x in stats[k]]
+                + [f"{x:.4f}" for k in ("f1", "top_k_fraction", "auc", "probe_auc") for x in stats[k]]
             )
             md.append(
                 f"| {method} | {wr:.1%} | "
                 + " | ".join(
-                    f"{stats[k][0]:.3f} ± {stats[k][1]:.3f}" for k in ("f1", "top_k_fraction", "auc")
+                    f"{stats[k][0]:.3f} ± {stats[k][1]:.3f}"
+                    for k in ("f1", "top_k_fraction", "auc", "probe_auc")
                 )
                 + " |"
             )
@@ -214,6 +342,8 @@ def write_tables(rows: list[dict], cfg: SweepConfig, out: Path) -> None:
             "top_k_std",
             "auc_mean",
             "auc_std",
+            "probe_auc_mean",
+            "probe_auc_std",
         ],
         table,
     )
@@ -233,7 +363,7 @@ def plot(rows: list[dict], cfg: SweepConfig, path: Path) -> None:
         (axes[0], "f1", "bag F1"),
         (axes[1], "top_k_fraction", "Top-K positive-cell retrieval"),
     ):
-        for method in cfg.methods:
+        for method in (*cfg.methods, *cfg.references):
             means, stds = zip(
                 *[
                     _mean_std([r[key] for r in rows if r["method"] == method and r["witness_rate"] == wr])
@@ -241,7 +371,13 @@ def plot(rows: list[dict], cfg: SweepConfig, path: Path) -> None:
                 ]
             )
             ax.errorbar(
-                [100 * w for w in cfg.witness_rates], means, yerr=stds, marker="o", capsize=3, label=method
+                [100 * w for w in cfg.witness_rates],
+                means,
+                yerr=stds,
+                marker="o",
+                capsize=3,
+                label=method,
+                linestyle="--" if method in cfg.references else "-",
             )
         if key == "top_k_fraction":  # K = 0.4 x bag size: a random ranking finds 40% of the positives
             ax.axhline(0.4, color="gray", linestyle=":", label="chance (random ranking)")

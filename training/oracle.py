@@ -41,6 +41,37 @@ class OracleConfig:
             raise SlamError(f"oracle: expected 0 < witness rate <= 1, got {self.witness_rate}")
 
 
+def truth_features(abnormal: np.ndarray, dim: int, noise: float, rng: np.random.Generator) -> np.ndarray:
+    """(N, dim) float32: feature 0 = 1 for an abnormal cell, feature 1 = 1 for a normal one,
+    Gaussian noise of sd `noise` on every feature."""
+    x = rng.normal(0.0, noise, size=(len(abnormal), dim)).astype(np.float32)
+    x[abnormal, 0] += 1.0
+    x[~abnormal, 1] += 1.0
+    return x
+
+
+def oracle_embeddings(bags_dir: Path, out: Path, *, dim: int = 32, noise: float = 0.3, seed: int = 0) -> Path:
+    """An embedding folder for an existing bag folder, built from its cell truth (cells.csv):
+    the witness-rate sweep's reference row, what the aggregator reaches with a perfect encoder
+    on the same bags."""
+    from training.bagset import load_bags, read_cell_truth
+
+    out = Path(out)
+    if (out / META_FILE).exists():
+        return out
+    truth = read_cell_truth(bags_dir)
+    rng = np.random.default_rng([seed, 13])
+    out.mkdir(parents=True, exist_ok=True)
+    for bag in load_bags(bags_dir):
+        names = np.array([f.name for f in bag.files])
+        positive = np.array([bool(truth.get((bag.bag_id, n), 0)) for n in names])
+        x = truth_features(positive, dim, noise, rng)
+        save_npz(out / f"{bag.bag_id}.npz", features=x, names=names, skipped=np.array([], dtype=str))
+    meta = {"dim": dim, "features": "oracle", "method": "oracle", "encoder_sha256": None, "noise": noise}
+    (out / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")  # last: it marks the folder complete
+    return out
+
+
 def write_oracle(config: OracleConfig, out: Path) -> Path:
     """Write the oracle bags to `out` (bag folder and embedding folder in one)."""
     config.check()
@@ -56,10 +87,7 @@ def write_oracle(config: OracleConfig, out: Path) -> Path:
         positive = np.zeros(n, dtype=bool)
         if label:
             positive[rng.choice(n, size=positives_in_bag(n, config.witness_rate), replace=False)] = True
-        x = rng.normal(0.0, config.noise, size=(n, config.dim)).astype(np.float32)  # (N, D)
-        abnormal = positive & (not config.null)
-        x[abnormal, 0] += 1.0
-        x[~abnormal, 1] += 1.0
+        x = truth_features(positive & (not config.null), config.dim, config.noise, rng)
         names = np.array([f"cell_{c:05d}.png" for c in range(n)])
         save_npz(out / f"{bag_id}.npz", features=x, names=names, skipped=np.array([], dtype=str))
         cell_rows += [(bag_id, name, int(p)) for name, p in zip(names, positive)]

@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader
 
 from slamctl.errors import SlamError
 from training.augment import StrongView, weak_view
-from training.bagset import load_bags
+from training.bagset import load_bags, read_cell_truth
 from training.cellpool import BatchImages, CellPools, epoch_batches
 from training.checkpoint import ENCODER_KIND, load_checkpoint, save_checkpoint
 from training.encoder import Encoder, EncoderConfig, uint8_to_input
@@ -45,7 +45,9 @@ METHODS = {
     "pcgrad": "pcgrad",
     "simclr": None,
     "supervised": None,
+    "cell-supervised": None,  # the same loss on the cells' true labels (a reference, not a method)
 }
+CLASSIFIERS = ("supervised", "cell-supervised")  # trained with the classification head
 TELEMETRY_COLUMNS = [
     "step",
     "epoch",
@@ -93,7 +95,7 @@ class PretrainConfig:
         return EncoderConfig(
             width=self.width,
             proj_dim=self.proj_dim,
-            num_classes=2 if self.method == "supervised" else 0,
+            num_classes=2 if self.method in CLASSIFIERS else 0,
         )
 
 
@@ -123,7 +125,7 @@ def learning_rate(step: int, total_steps: int, warmup_steps: int, base_lr: float
 
 def trainable_parameters(model: Encoder, method: str) -> list[torch.nn.Parameter]:
     """The parameters the method's losses reach: the head it uses, never an unused one."""
-    head = model.classifier if method == "supervised" else model.projection
+    head = model.classifier if method in CLASSIFIERS else model.projection
     return list(model.backbone.parameters()) + list(head.parameters())
 
 
@@ -143,7 +145,7 @@ def task_losses(
         _, z1 = model(strong(cells))
         _, z2 = model(strong(cells))
         return [nt_xent(z1, z2, t)]
-    # supervised: every cell carries its slide's label
+    # supervised: every cell carries its slide's label (cell-supervised: its own true label)
     labels = torch.cat([torch.ones(len(pos)), torch.zeros(len(neg))]).long().to(cells.device)
     h, _ = model(strong(cells))
     return [F.cross_entropy(model.classify(h), labels)]
@@ -281,7 +283,10 @@ def pretrain(
     cfg.check()
     out = Path(out)
     bags = load_bags(bags_dir, split="train")
-    pools = CellPools.from_bags(bags, Path(bags_dir))
+    if cfg.method == "cell-supervised":
+        pools = CellPools.from_cell_truth(bags, read_cell_truth(bags_dir), Path(bags_dir))
+    else:
+        pools = CellPools.from_bags(bags, Path(bags_dir))
     rank, world, default_device = _init_distributed()
     dev = torch.device(device) if device else default_device
     steps_per_epoch = len(

@@ -12,16 +12,29 @@ def test_wr_sweep_smoke_writes_tables_and_plot(tmp_path):
     r = run_cli(*args)
     assert r.code == 0, r.err
     runs = list(csv.DictReader(open(tmp_path / "runs.csv")))
-    assert len(runs) == 2 * 2
+    assert len(runs) == 4 * 2  # two methods and two reference rows (oracle, cell-supervised), two seeds
     assert all(r["conflict_fraction"] != "nan" for r in runs if r["method"] == "slam-ags")
     assert all(r["conflict_fraction"] == "nan" for r in runs if r["method"] == "simclr")
     results = list(csv.DictReader(open(tmp_path / "results.csv")))
     assert [(r["method"], r["witness_rate"], r["runs"]) for r in results] == [
         ("slam-ags", "0.2", "2"),
         ("simclr", "0.2", "2"),
+        ("oracle", "0.2", "2"),
+        ("cell-supervised", "0.2", "2"),
     ]
     md = (tmp_path / "results.md").read_text()
     assert "| slam-ags | 20.0% |" in md and "±" in md
+    intervals = list(csv.DictReader(open(tmp_path / "intervals.csv")))  # 95% bootstrap over the test bags
+    assert [(r["method"], r["test_bags"]) for r in intervals] == [
+        ("slam-ags", "4"),
+        ("simclr", "4"),
+        ("oracle", "4"),
+        ("cell-supervised", "4"),
+    ]
+    for r in intervals:
+        assert float(r["f1_low"]) <= float(r["f1_mean"]) <= float(r["f1_high"])
+    paired = (tmp_path / "paired.md").read_text()  # slam-ags minus simclr, per seed and paired interval
+    assert paired.splitlines()[2].startswith("| simclr | 20.0% | ") and paired.count(", ") >= 1
     assert (tmp_path / "results.png").read_bytes()[:4] == b"\x89PNG"
     # a second run reuses every finished run
     stamp = (tmp_path / "runs" / "simclr" / "wr0.2_seed0" / "eval" / "summary.json").stat().st_mtime_ns
