@@ -253,7 +253,7 @@ def _run_bags(
     audit = AuditLog(options.audit_log) if options.audit_log else None
     progress.start(models, len(bags))
     try:
-        _infer_bags(bags, models, options, progress, summary, provenance, page, audit)
+        _infer_bags(bags, _Run(models, options, progress, summary, provenance, page, audit))
     finally:
         if audit:
             audit.close()
@@ -292,23 +292,28 @@ def _run_bags(
     return summary
 
 
-def _infer_bags(
-    bags: list[Path],
-    models: TritonModels,
-    options: RunOptions,
-    progress: Progress,
-    summary: RunSummary,
-    provenance: dict,
-    page: Report | None,
-    audit: AuditLog | None,
-) -> None:
+@dataclass
+class _Run:
+    """What every bag of one run shares."""
+
+    models: TritonModels
+    options: RunOptions
+    progress: Progress
+    summary: RunSummary
+    provenance: dict
+    page: Report | None
+    audit: AuditLog | None
+
+
+def _infer_bags(bags: list[Path], run: _Run) -> None:
     """The per-bag loop. Ctrl-C or SIGTERM, wherever it lands, ends the loop: what is done
     is kept, the bags not done are listed in `summary.interrupted`."""
+    summary, options = run.summary, run.options
     current = bags[0] if bags else None
-    with ThreadPoolExecutor(models.settings.decode_threads) as pool:
+    with ThreadPoolExecutor(run.models.settings.decode_threads) as pool:
         try:
             for current in bags:
-                _infer_one(current, models, pool, options, progress, summary, provenance, page, audit)
+                _infer_one(current, pool, run)
         except KeyboardInterrupt:
             done = (
                 {row[0] for row in summary.rows} | {name for name, _ in summary.failed} | set(summary.reused)
@@ -319,18 +324,10 @@ def _infer_bags(
             summary.interrupted = [b.name for b in bags if b.name not in done]
 
 
-def _infer_one(
-    bag: Path,
-    models: TritonModels,
-    pool: ThreadPoolExecutor,
-    options: RunOptions,
-    progress: Progress,
-    summary: RunSummary,
-    provenance: dict,
-    page: Report | None,
-    audit: AuditLog | None,
-) -> None:
+def _infer_one(bag: Path, pool: ThreadPoolExecutor, run: _Run) -> None:
     """One bag: its result is logged (audit), then written, then added to the report."""
+    models, options, progress, summary = run.models, run.options, run.progress, run.summary
+    provenance, page, audit = run.provenance, run.page, run.audit
     result_path = output_path(options.out, bag.name, options.format)
     if options.resume and result_path.exists():
         if made_by(result_path, options.format) == models.model_id:
