@@ -62,7 +62,9 @@ PRESETS = {
     # 80 s, SimCLR 63 s, the oracle row 15 s; 3 witness rates x 3 seeds x 6 pretrained rows.
     "cpu": SweepConfig(
         witness_rates=(0.10, 0.01, 0.005),
-        synth=SynthConfig(bags=120, cells_per_bag=200, image_size=40, bag_size_jitter=0.0, test_fraction=0.34),
+        synth=SynthConfig(
+            bags=120, cells_per_bag=200, image_size=40, bag_size_jitter=0.0, test_fraction=0.34
+        ),
         pretrain=PretrainConfig(
             epochs=4,
             batch_size=128,
