@@ -1,5 +1,5 @@
-"""Running `slamctl serve` as a child process: start on free ports, wait until both models
-are ready, stop with SIGTERM. Used by the tests, the benchmarks and the demo."""
+"""Running `slamctl serve` as a child process: start on free ports, wait until every model
+is ready, stop with SIGTERM. Used by the tests, the benchmarks and the demo."""
 
 from __future__ import annotations
 

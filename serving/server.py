@@ -280,7 +280,8 @@ def remove_stale_shm() -> list[Path]:
 
 
 def serve(settings: ServerSettings, *, on_ready: Callable[[list[ServedModel]], None] | None = None) -> None:
-    """Start Triton, bind both models, serve until SIGTERM or Ctrl-C, then stop cleanly.
+    """Start Triton, bind the served models (encoder, aggregator, file encoder, model card),
+    serve until SIGTERM or Ctrl-C, then stop cleanly.
 
     SlamError if tritonserver exits on its own (crashed or killed): the caller must not
     report a clean stop then. PyTriton starts tritonserver with PR_SET_PDEATHSIG, so a
