@@ -29,6 +29,7 @@ from client.triton import CONTROL_TIMEOUT, ClientSettings, EncoderStream, Triton
 from slamctl.errors import SlamError
 from slamctl.files import write_atomic
 
+DRAIN_SECONDS = 5.0  # on Ctrl-C, how long the requests in flight may take to finish
 RUN_FILES = ("run_summary.json", "report.html", "metrics.prom")  # the run's own files in OUT
 
 
@@ -92,7 +93,7 @@ def infer_bag(
     try:
         return _embed_and_decide(bag, files, not_cells, stream, models, pool, threshold, on_batch, t_start)
     except KeyboardInterrupt:  # closing a channel with calls in flight can hang: let them finish first
-        stream.drain(models.settings.timeout)
+        stream.drain(min(models.settings.timeout, DRAIN_SECONDS))
         raise
 
 

@@ -240,13 +240,20 @@ class EncoderStream:
         inp = grpcclient.InferInput(spec.name, list(batch.shape), spec.wire_dtype)
         inp.set_data_from_numpy(batch)
         t0 = time.perf_counter()
-        self.models.client.async_infer(
-            model,
-            [inp],
-            callback=lambda result=None, error=None: self._done(start, batch, attempt, t0, result, error),
-            outputs=[grpcclient.InferRequestedOutput(name) for name in outputs],
-            client_timeout=self.settings.timeout,
-        )
+        try:
+            self.models.client.async_infer(
+                model,
+                [inp],
+                callback=lambda result=None, error=None: self._done(start, batch, attempt, t0, result, error),
+                outputs=[grpcclient.InferRequestedOutput(name) for name in outputs],
+                client_timeout=self.settings.timeout,
+            )
+        except BaseException:  # not sent (Ctrl-C while sending): no callback will count it done
+            with self.cond:
+                self.pending -= 1
+                self.cond.notify_all()
+            self.slots.release()
+            raise
 
     def _done(self, start, images, attempt, t0, result, error) -> None:
         if error is not None:
