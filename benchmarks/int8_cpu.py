@@ -20,14 +20,13 @@ operators and shapes as trained ones, so the same speed).
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import onnx
 import onnxruntime as ort
+from encoder_runtime import timed
 from random_models import make_checkpoints
 
 from export.onnx_export import export_pair
@@ -40,13 +39,7 @@ from training.mil import load_mil, stored_threshold
 
 def cells_per_second(path: Path, images: np.ndarray, repeats: int) -> float:
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    session.run(None, {contract.IMAGES: images})  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        session.run(None, {contract.IMAGES: images})
-        times.append(time.perf_counter() - t0)
-    return len(images) / statistics.median(times)
+    return len(images) / timed(lambda: session.run(None, {contract.IMAGES: images}), repeats)
 
 
 def speed(tmp: Path, repeats: int, batch: int) -> None:

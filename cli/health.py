@@ -7,8 +7,9 @@ import typer
 from tritonclient.utils import InferenceServerException
 
 from cli.options import CertificateChain, PrivateKey, RootCertificates, Ssl, Timeout, Url
-from client.triton import ClientSettings, TritonModels, channel_credentials, unreachable
+from client.triton import channel_credentials, read_card, unreachable
 from slamctl import contract
+from slamctl.card import model_id
 
 
 def health(
@@ -49,18 +50,8 @@ def health(
         )
     if not all_ready:
         raise typer.Exit(code=1)
-    models = TritonModels(
-        ClientSettings(
-            url=url,
-            timeout=timeout,
-            ssl=ssl,
-            root_certificates=root_certificates,
-            private_key=private_key,
-            certificate_chain=certificate_chain,
-        )
-    )
+    card = read_card(client, url, timeout)
     typer.echo(
-        f"model id {models.model_id} (version {models.card['version']}, exported "
-        f"{models.card.get('exported_at', 'at an unknown time')}): pin it with infer --expect-model"
+        f"model id {model_id(card['sha256'])} (version {card['version']}, exported "
+        f"{card.get('exported_at', 'at an unknown time')}): pin it with infer --expect-model"
     )
-    models.close()

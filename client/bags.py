@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from slamctl.errors import SlamError
-from slamctl.images import IMAGE_SUFFIXES, prepare_cell
+from slamctl.images import IMAGE_SUFFIXES, cell_or_reason
 
 
 def list_cells(folder: Path) -> tuple[list[str], list[tuple[str, str]]]:
@@ -82,21 +82,17 @@ def decoded(
     it = iter(files)
 
     def decode(name: str):
+        path = folder / name
         try:
-            data = (folder / name).read_bytes()
-            digest = hashlib.sha256(data).hexdigest()  # the input, as it was read
+            data = path.read_bytes()  # read once: digested, then decoded (or sent) from memory
         except OSError as e:
-            data, digest = None, ""
             if raw:
-                return None, f"cannot read ({e.strerror})", digest
+                return None, f"cannot read ({e.strerror})", ""
+            data = None  # prepare_cell tries the path and names the error
+        digest = "" if data is None else hashlib.sha256(data).hexdigest()  # the input, as it was read
         if raw:
             return data, "", digest
-        try:
-            return prepare_cell(folder / name, image_size, size), "", digest
-        except SlamError as e:
-            return None, str(e).split(": ", 1)[-1], digest
-        except ValueError as e:
-            return None, str(e), digest
+        return (*cell_or_reason(path, image_size, size, data), digest)
 
     for path in it:
         queue.append((path, pool.submit(decode, path)))

@@ -29,7 +29,6 @@ from client.triton import CONTROL_TIMEOUT, ClientSettings, EncoderStream, Triton
 from slamctl.errors import SlamError
 from slamctl.files import write_atomic
 
-DRAIN_SECONDS = 5.0  # on Ctrl-C, how long the requests in flight may take to finish
 RUN_FILES = ("run_summary.json", "report.html", "metrics.prom")  # the run's own files in OUT
 
 
@@ -89,51 +88,34 @@ def infer_bag(
             "too_large",
             f"{bag}: {len(files)} files, the server accepts bags of at most {models.max_bag} cells",
         )
-    stream = EncoderStream(models, len(files))
-    try:
-        return _embed_and_decide(bag, files, not_cells, stream, models, pool, threshold, on_batch, t_start)
-    except KeyboardInterrupt:  # closing a channel with calls in flight can hang: let them finish first
-        stream.drain(min(models.settings.timeout, DRAIN_SECONDS))
-        raise
-
-
-def _embed_and_decide(
-    bag: Path,
-    files: list[str],
-    not_cells: list[tuple[str, str]],
-    stream: EncoderStream,
-    models: TritonModels,
-    pool: ThreadPoolExecutor,
-    threshold: float | None,
-    on_batch: Callable[[int, int], None] | None,
-    t_start: float,
-) -> BagResult:
     batch_size = min(models.settings.batch_size, models.max_batch)
     names, skipped, batch, digests = [], list(not_cells), [], []
     lookahead = batch_size * (models.settings.concurrency + 1)
     raw = models.settings.wire == "encoded"  # the files' bytes go to the server, which decodes them
-    cells = decoded(bag, files, models.image_size, models.size, pool, lookahead, raw=raw)
-    for name, image, reason, digest in cells:
-        digests.append((name, digest))
-        if image is None:
-            skipped.append((name, reason))
-            metrics.ERRORS.labels("unreadable_image").inc()
-            continue
-        batch.append(image)
-        names.append(name)
-        if len(batch) == batch_size:
+    with EncoderStream(models, len(files)) as stream:
+        for name, image, reason, digest in decoded(
+            bag, files, models.image_size, models.size, pool, lookahead, raw=raw
+        ):
+            digests.append((name, digest))
+            if image is None:
+                skipped.append((name, reason))
+                metrics.ERRORS.labels("unreadable_image").inc()
+                continue
+            batch.append(image)
+            names.append(name)
+            if len(batch) == batch_size:
+                stream.submit(len(names) - len(batch), stacked(batch))
+                batch = []
+                if on_batch:
+                    on_batch(len(names) + len(skipped) - len(not_cells), len(files))
+            if stream.failure is not None:
+                break
+        if batch and stream.failure is None:
             stream.submit(len(names) - len(batch), stacked(batch))
-            batch = []
-            if on_batch:
-                on_batch(len(names) + len(skipped) - len(not_cells), len(files))
-        if stream.failure is not None:
-            break
-    if batch and stream.failure is None:
-        stream.submit(len(names) - len(batch), stacked(batch))
-    stream.wait()
+        stream.wait()
+        embeddings = stream.take(len(names))  # without the rows of files the server could not decode
     if on_batch:
         on_batch(len(files), len(files))
-    embeddings = stream.take(len(names))  # without the rows of files the server could not decode
     for name, why in zip(names, stream.errors):
         if why:
             skipped.append((name, why))

@@ -120,7 +120,7 @@ class TritonModels:
         self.size = int(enc.input[0].dims[0])  # S: never hard-coded, read from the server
         self.dim = int(enc.output[0].dims[0])
         self.max_batch = int(enc.max_batch_size) or settings.batch_size
-        self.card = self._read_card(wait)
+        self.card = read_card(self.client, settings.url, wait)
         self.threshold = float(self.card["threshold"])  # chosen on validation bags by `train mil`
         self.image_size = int(self.card["image_size"])  # the training image size (see prepare_cell)
         self.max_bag = int(self.card["max_bag_cells"])
@@ -171,18 +171,6 @@ class TritonModels:
         closer.start()
         closer.join(timeout)
 
-    def _read_card(self, wait: float) -> dict:
-        """The served model card (export/card.py): threshold, sizes, checksums."""
-        request = grpcclient.InferInput(contract.CARD_REQUEST, [1], contract.card_inputs()[0].wire_dtype)
-        request.set_data_from_numpy(np.zeros(1, dtype=contract.card_inputs()[0].numpy_dtype))
-        try:
-            result = self.client.infer(contract.MODEL_CARD, [request], client_timeout=wait)
-        except InferenceServerException as e:
-            raise SlamError(
-                f"{self.settings.url}: the server did not give its model card ({e.message()})"
-            ) from None
-        return parse_card(result.as_numpy(contract.CARD)[0], f"{self.settings.url} {contract.MODEL_CARD}")
-
     def decision_threshold(self, threshold: float | None) -> tuple[float, str]:
         """(threshold, its source): the given one ("--threshold"), else the served card's ("server")."""
         return (self.threshold, "server") if threshold is None else (threshold, "--threshold")
@@ -212,8 +200,14 @@ class TritonModels:
         raise AssertionError("unreachable")
 
 
+DRAIN_SECONDS = 5.0  # on Ctrl-C, how long the requests in flight may take to finish
+
+
 class EncoderStream:
-    """Bounded in-flight async encoder requests writing into one embeddings array."""
+    """Bounded in-flight async encoder requests writing into one embeddings array.
+
+    Used as a context manager: leaving it on Ctrl-C waits (briefly) for the requests in
+    flight, since closing a channel with calls in flight can hang."""
 
     def __init__(self, models: TritonModels, n_cells: int) -> None:
         self.models, self.settings = models, models.settings
@@ -223,6 +217,13 @@ class EncoderStream:
         self.cond = threading.Condition()
         self.pending = 0
         self.failure: BagFailure | None = None
+
+    def __enter__(self) -> EncoderStream:
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        if kind is KeyboardInterrupt:
+            self.drain(min(self.settings.timeout, DRAIN_SECONDS))
 
     def submit(self, start: int, batch: np.ndarray, attempt: int = 0) -> None:
         """One request for the cells from `start`: uint8 images (the pixel path), or an (n, 1)
@@ -278,13 +279,13 @@ class EncoderStream:
         self.slots.release()
 
     def wait(self) -> None:
-        with self.cond:
-            self.cond.wait_for(lambda: self.pending == 0)
+        """Until every request is answered; the bag's first failure, if any, is raised."""
+        self.drain(None)
         if self.failure is not None:
             raise self.failure
 
-    def drain(self, timeout: float) -> None:
-        """Wait (at most `timeout` s) until no request is in flight, whatever their outcome."""
+    def drain(self, timeout: float | None) -> None:
+        """Wait (at most `timeout` s; None: without limit) until no request is in flight."""
         with self.cond:
             self.cond.wait_for(lambda: self.pending == 0, timeout=timeout)
 
@@ -294,6 +295,17 @@ class EncoderStream:
         embeddings, self.embeddings = self.embeddings[:n], None
         failed = [i for i, e in enumerate(self.errors[:n]) if e]
         return np.delete(embeddings, failed, axis=0) if failed else embeddings
+
+
+def read_card(client: grpcclient.InferenceServerClient, url: str, wait: float) -> dict:
+    """The served model card (export/card.py): threshold, sizes, checksums (infer, health)."""
+    request = grpcclient.InferInput(contract.CARD_REQUEST, [1], contract.card_inputs()[0].wire_dtype)
+    request.set_data_from_numpy(np.zeros(1, dtype=contract.card_inputs()[0].numpy_dtype))
+    try:
+        result = client.infer(contract.MODEL_CARD, [request], client_timeout=wait)
+    except InferenceServerException as e:
+        raise SlamError(f"{url}: the server did not give its model card ({e.message()})") from None
+    return parse_card(result.as_numpy(contract.CARD)[0], f"{url} {contract.MODEL_CARD}")
 
 
 def unreachable(url: str, ssl: bool = False) -> SlamError:

@@ -56,3 +56,10 @@ def card_config() -> str:
 
 def card_path(repository: Path, version: int) -> Path:
     return Path(repository) / contract.MODEL_CARD / str(version) / CARD_FILE
+
+
+def newest_card_path(repository: Path) -> Path:
+    """card.json of the newest version, the one served (the repository must have one)."""
+    from export.repository import existing_versions
+
+    return card_path(repository, existing_versions(Path(repository) / contract.MODEL_CARD)[-1])

@@ -567,10 +567,9 @@ def validate_repository(
 
 def newest_card(repo: Path) -> dict:
     """card.json of the newest version (check_card has checked it)."""
-    from export.card import card_path
-    from export.repository import existing_versions
+    from export.card import newest_card_path
 
-    return json.loads(card_path(repo, existing_versions(repo / contract.MODEL_CARD)[-1]).read_text())
+    return json.loads(newest_card_path(repo).read_text())
 
 
 def served_precision(repo: Path) -> str:

@@ -247,11 +247,9 @@ def card_infer(card: bytes) -> Callable:
 
 def read_card(repository: Path) -> bytes:
     """card.json of the newest version (the repository was validated by read_models)."""
-    from export.card import card_path
-    from export.repository import existing_versions
+    from export.card import newest_card_path
 
-    version = existing_versions(Path(repository) / contract.MODEL_CARD)[-1]
-    return card_path(repository, version).read_bytes()
+    return newest_card_path(repository).read_bytes()
 
 
 SHM_DIR = Path("/dev/shm")

@@ -1,7 +1,7 @@
 """The server's side of the encoded wire path (`slamctl infer --wire encoded`): cell files'
 bytes in, embeddings and a reason per undecodable file out.
 
-The files are decoded by the client's own code (slamctl.images.prepare_cell, from bytes), so
+The files are decoded by the client's own code (slamctl.images.cell_or_reason, from bytes), so
 the embeddings are those of the pixel path, and a bad file is the same per-cell skip with the
 same reason. Used by the embedded server and by the production repository's Python-backend
 model (export/file_encoder.py), which runs the encoder through Triton (BLS). Torch-free.
@@ -14,21 +14,17 @@ from pathlib import Path
 
 import numpy as np
 
-from slamctl.errors import SlamError
-from slamctl.images import prepare_cell
+from slamctl.images import cell_or_reason
 
 
 def decode_files(files: list[bytes], image_size: int | None, size: int) -> tuple[list[np.ndarray], list[str]]:
     """The decodable files' images, and per file "" or the reason it was not decoded."""
     images, errors = [], []
     for i, data in enumerate(files):
-        try:
-            images.append(prepare_cell(Path(f"cell {i}"), image_size, size, data))
-            errors.append("")
-        except SlamError as e:
-            errors.append(str(e).split(": ", 1)[-1])
-        except ValueError as e:
-            errors.append(str(e))
+        image, reason = cell_or_reason(Path(f"cell {i}"), image_size, size, data)
+        if image is not None:
+            images.append(image)
+        errors.append(reason)
     return images, errors
 
 

@@ -100,3 +100,16 @@ def prepare_cell(path: Path, image_size: int | None, crop: int, data: bytes | No
     elif min(rgb.shape[:2]) < crop:
         rgb = fit_square(rgb, crop)
     return np.ascontiguousarray(center_crop(rgb, crop))
+
+
+def cell_or_reason(
+    path: Path, image_size: int | None, crop: int, data: bytes | None = None
+) -> tuple[np.ndarray | None, str]:
+    """prepare_cell, or (None, why) for a file that is not a readable cell image: the one
+    per-cell skip of the client and of the server's file encoder, with the same reasons."""
+    try:
+        return prepare_cell(path, image_size, crop, data), ""
+    except SlamError as e:
+        return None, str(e).split(": ", 1)[-1]
+    except ValueError as e:
+        return None, str(e)

@@ -248,32 +248,31 @@ def write_intervals(cfg: SweepConfig, out: Path, reference: str = "slam-ags") ->
     threshold, bag AUC and top-K retrieval with 95% bootstrap intervals over bags (the mean
     over seeds); paired.md: `reference` minus each other method's bag AUC, per seed and with
     a paired bootstrap interval (the same bags score both)."""
-    figures = {
-        "bag F1": lambda s: [s["label"], s["prediction"]],
-        "bag AUC": lambda s: [s["label"], s["prob"]],
-        "top-K retrieval": lambda s: [s["top_k"]],
-    }
-    statistic = {"bag F1": _f1, "bag AUC": roc_auc, "top-K retrieval": _mean_of_known}
+    figures = (  # (title, column, the arrays of one run, the statistic of those arrays)
+        ("bag F1", "f1", lambda s: [s["label"], s["prediction"]], _f1),
+        ("bag AUC", "auc", lambda s: [s["label"], s["prob"]], roc_auc),
+        ("top-K retrieval", "top_k", lambda s: [s["top_k"]], _mean_of_known),
+    )
     scores = {
         (m, wr, seed): bag_scores(out, m, wr, seed)
         for m in (*cfg.methods, *cfg.references)
         for wr in cfg.witness_rates
         for seed in cfg.seeds
     }
-    header = "| method | witness rate | test bags per seed | " + " | ".join(figures) + " |"
+    header = "| method | witness rate | test bags per seed | " + " | ".join(f[0] for f in figures) + " |"
     md, table = [header, "|" + "---|" * (3 + len(figures))], []
     for m in (*cfg.methods, *cfg.references):
         for wr in cfg.witness_rates:
             runs = [scores[(m, wr, seed)] for seed in cfg.seeds]
             cells, row = [], [m, wr, len(runs[0]["bag"])]
-            for name, arrays in figures.items():
-                est, low, high = bootstrap([arrays(r) for r in runs], statistic[name])
+            for _, _, arrays, statistic in figures:
+                est, low, high = bootstrap([arrays(r) for r in runs], statistic)
                 cells.append(f"{est:.3f} [{low:.3f}, {high:.3f}]")
                 row += [f"{est:.4f}", f"{low:.4f}", f"{high:.4f}"]
             md.append(f"| {m} | {wr:.1%} | {len(runs[0]['bag'])} | " + " | ".join(cells) + " |")
             table.append(row)
     columns = ["method", "witness_rate", "test_bags"]
-    columns += [f"{key}_{part}" for key in ("f1", "auc", "top_k") for part in ("mean", "low", "high")]
+    columns += [f"{f[1]}_{part}" for f in figures for part in ("mean", "low", "high")]
     write_csv(out / "intervals.csv", columns, table)
     (out / "intervals.md").write_text("\n".join(md) + "\n")
     if reference not in cfg.methods:
