@@ -73,7 +73,6 @@ def export(
     from export.model_card import MODEL_CARD_JSON, MODEL_CARD_MD, dataset_facts, read_evaluation
     from export.onnx_export import export_pair
     from export.repository import RepositorySettings, write_repository
-    from slamctl.checksum import sha256_of
 
     with tempfile.TemporaryDirectory() as tmp:
         with err.status("exporting to ONNX"):
@@ -91,11 +90,11 @@ def export(
         settings = RepositorySettings(
             max_bag_cells=max_bag_cells, trt_cache_dir=trt_cache, device="cpu" if int8 else "gpu"
         )
-        sources = {
+        sources = {  # the checkpoints' sha256, as export_pair hashed them
             "encoder_checkpoint": str(encoder),
-            "encoder_sha256": sha256_of(encoder),
+            "encoder_sha256": pair.training["pretraining"]["checkpoint_sha256"],
             "aggregator_checkpoint": str(aggregator),
-            "aggregator_sha256": sha256_of(aggregator),
+            "aggregator_sha256": pair.training["aggregator"]["checkpoint_sha256"],
         }
         with err.status("digesting the training data for the model card"):
             facts = dataset_facts(data or pair.data_dir)

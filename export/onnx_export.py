@@ -25,7 +25,7 @@ from slamctl import contract
 from slamctl.checksum import sha256_of
 from slamctl.errors import SlamError
 from training.checkpoint import ENCODER_KIND, load_checkpoint
-from training.encoder import MEAN, STD, Encoder, load_encoder, uint8_to_input
+from training.encoder import MEAN, STD, Encoder, encoder_of, uint8_to_input
 from training.mil import load_mil, stored_threshold
 
 OPSET = 17
@@ -105,7 +105,8 @@ def export_pair(
 
     A MIL checkpoint flagged degenerate (uniform attention or constant outputs) is refused
     unless `allow_degenerate`."""
-    encoder, cfg = load_encoder(encoder_ckpt)
+    enc_ckpt = load_checkpoint(encoder_ckpt, ENCODER_KIND)  # once: the weights, step and data folder
+    encoder, cfg = encoder_of(enc_ckpt), enc_ckpt["config"]
     aggregator, mil_ckpt = load_mil(aggregator_ckpt)
     health = mil_ckpt.get("health", {})
     if health.get("degenerate") and not allow_degenerate:
@@ -169,7 +170,6 @@ def export_pair(
     )
     for model in (enc, agg):
         onnx.checker.check_model(model)
-    enc_ckpt = load_checkpoint(encoder_ckpt, ENCODER_KIND)
     training = {
         "pretraining": {
             "method": cfg["method"],

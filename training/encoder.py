@@ -127,6 +127,11 @@ def center_crop(images: torch.Tensor, size: int) -> torch.Tensor:
 def load_encoder(path: Path, device: torch.device | str = "cpu") -> tuple[Encoder, dict]:
     """The encoder of a pretraining checkpoint, in eval mode, and the checkpoint's config."""
     ckpt = load_checkpoint(path, ENCODER_KIND, map_location=device)
+    return encoder_of(ckpt, device), ckpt["config"]
+
+
+def encoder_of(ckpt: dict, device: torch.device | str = "cpu") -> Encoder:
+    """The encoder of a loaded pretraining checkpoint, in eval mode."""
     model = Encoder(EncoderConfig(**ckpt["encoder_config"]))
     model.load_state_dict(ckpt["model"])
-    return model.to(device).eval(), ckpt["config"]
+    return model.to(device).eval()
