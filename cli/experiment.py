@@ -40,9 +40,12 @@ def wr_sweep(
         ),
     ] = "",
     witness_rates: Annotated[
-        str, typer.Option(help="Comma-separated witness rates.")
-    ] = "0.1,0.05,0.01,0.005",
-    seeds: Annotated[int, typer.Option(help="Seeds per (method, witness rate).")] = 3,
+        str | None,
+        typer.Option(help="Comma-separated witness rates (default: the preset's; cpu 0.1,0.01,0.005)."),
+    ] = None,
+    seeds: Annotated[
+        int | None, typer.Option(help="Seeds per (method, witness rate) (default: the preset's, 3).")
+    ] = None,
     cells: Annotated[
         Path | None, typer.Option(help="A real class-folder data set instead of synthetic data.")
     ] = None,
@@ -57,16 +60,14 @@ def wr_sweep(
     from training.experiment import PRESETS, run_sweep
 
     cfg = PRESETS[preset.value]
-    try:
-        rates = tuple(float(w) for w in witness_rates.split(","))
-    except ValueError:
-        raise typer.BadParameter(f"expected numbers like 0.1,0.05, got {witness_rates!r}") from None
-    cfg = replace(
-        cfg,
-        witness_rates=rates,
-        seeds=tuple(range(seeds)),
-        methods=tuple(m for m in methods.split(",") if m) or cfg.methods,
-    )
+    if witness_rates is not None:
+        try:
+            cfg = replace(cfg, witness_rates=tuple(float(w) for w in witness_rates.split(",")))
+        except ValueError:
+            raise typer.BadParameter(f"expected numbers like 0.1,0.05, got {witness_rates!r}") from None
+    if seeds is not None:
+        cfg = replace(cfg, seeds=tuple(range(seeds)))
+    cfg = replace(cfg, methods=tuple(m for m in methods.split(",") if m) or cfg.methods)
     spec = BagSpec(
         negative_class=negative_class,
         positive_class=positive_class,
