@@ -38,7 +38,7 @@ from random_models import make_repository
 
 from serving.launcher import start_server, stop_server
 from slamctl.images import prepare_cell
-from training.pretrain import PRESETS
+from training.pretrain_config import PRESETS
 from training.synthetic import SynthConfig, generate
 
 SLAMCTL = shutil.which("slamctl", path=str(Path(sys.executable).parent)) or "slamctl"

@@ -11,7 +11,7 @@ import torch
 from training.checkpoint import ENCODER_KIND, MIL_KIND, save_checkpoint
 from training.encoder import Encoder
 from training.mil import MilConfig, build_aggregator
-from training.pretrain import PretrainConfig
+from training.pretrain_config import PretrainConfig
 
 
 def make_checkpoints(folder: Path, cfg: PretrainConfig | None = None) -> tuple[Path, Path]:

@@ -20,7 +20,8 @@ import torch
 
 from training.augment import StrongView
 from training.encoder import Encoder
-from training.pretrain import GradientBuffers, PretrainConfig, task_losses, train_step, trainable_parameters
+from training.pretrain import GradientBuffers, task_losses, train_step, trainable_parameters
+from training.pretrain_config import PretrainConfig
 
 
 def plain_sum_step(model, optimizer, pos, neg, cfg, strong) -> None:

@@ -8,9 +8,11 @@ from typing import Annotated
 import typer
 
 from cli.console import err, progress_bar
-from training.synthetic import SynthConfig  # numpy and Pillow only: no torch
+from training.bag_generation import BagSpec  # numpy and Pillow only: no torch
+from training.synthetic import SynthConfig
 
 _SYNTH = SynthConfig()
+_SPEC = BagSpec()
 
 app = typer.Typer(
     help="Make bag data sets: synthetic cytology or bags from class folders.", no_args_is_help=True
@@ -69,19 +71,22 @@ def synth(
 def make_bags(
     cells: Annotated[Path, typer.Option(help="Cell data set root: ROOT/<CLASS>/<image>.")],
     out: Annotated[Path, typer.Option(help="Output bag folder (BAGS).")],
-    negative_class: Annotated[str, typer.Option(help="Class folder of normal cells.")] = "LYT",
-    positive_class: Annotated[str, typer.Option(help="Class folder of abnormal cells.")] = "BLA",
+    negative_class: Annotated[str, typer.Option(help="Class folder of normal cells.")] = _SPEC.negative_class,
+    positive_class: Annotated[
+        str, typer.Option(help="Class folder of abnormal cells.")
+    ] = _SPEC.positive_class,
     witness_rate: Annotated[
         float, typer.Option(help="Fraction of positive cells in an abnormal bag.")
-    ] = 0.01,
-    bags: Annotated[int, typer.Option(help="Number of bags, half of them abnormal.")] = 100,
-    cells_per_bag: Annotated[int, typer.Option(help="Cells per bag.")] = 1000,
-    test_fraction: Annotated[float, typer.Option(help="Fraction of bags held out (split.csv).")] = 0.25,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    ] = _SPEC.witness_rate,
+    bags: Annotated[int, typer.Option(help="Number of bags, half of them abnormal.")] = _SPEC.bags,
+    cells_per_bag: Annotated[int, typer.Option(help="Cells per bag.")] = _SPEC.cells_per_bag,
+    test_fraction: Annotated[
+        float, typer.Option(help="Fraction of bags held out (split.csv).")
+    ] = _SPEC.test_fraction,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = _SPEC.seed,
     force: Annotated[bool, typer.Option("--force", help="Overwrite bags already in OUT.")] = False,
 ) -> None:
     """Make bags from a class-folder data set (e.g. Bone Marrow Cytomorphology), linking cells."""
-    from training.bag_generation import BagSpec
     from training.bag_generation import make_bags as make
 
     spec = BagSpec(

@@ -10,7 +10,9 @@ import typer
 
 from cli.choices import SweepPreset
 from cli.console import err, progress_bar
+from training.bag_generation import BagSpec
 from training.choices import PRETRAIN_METHODS
+from training.experiment_config import CELL_AUC_PRETRAIN, CELL_AUC_SYNTH, PRESETS
 
 app = typer.Typer(help="Experiments: the witness-rate sweep of the paper's claim.", no_args_is_help=True)
 
@@ -41,23 +43,33 @@ def wr_sweep(
     ] = "",
     witness_rates: Annotated[
         str | None,
-        typer.Option(help="Comma-separated witness rates (default: the preset's; cpu 0.1,0.01,0.005)."),
+        typer.Option(
+            help="Comma-separated witness rates (default: the preset's, cpu "
+            + ",".join(f"{w:g}" for w in PRESETS["cpu"].witness_rates)
+            + ")."
+        ),
     ] = None,
     seeds: Annotated[
-        int | None, typer.Option(help="Seeds per (method, witness rate) (default: the preset's, 3).")
+        int | None,
+        typer.Option(
+            help=f"Seeds per (method, witness rate) (default: the preset's, {len(PRESETS['cpu'].seeds)})."
+        ),
     ] = None,
     cells: Annotated[
         Path | None, typer.Option(help="A real class-folder data set instead of synthetic data.")
     ] = None,
-    negative_class: Annotated[str, typer.Option(help="With --cells: class of normal cells.")] = "LYT",
-    positive_class: Annotated[str, typer.Option(help="With --cells: class of abnormal cells.")] = "BLA",
+    negative_class: Annotated[
+        str, typer.Option(help="With --cells: class of normal cells.")
+    ] = BagSpec.negative_class,
+    positive_class: Annotated[
+        str, typer.Option(help="With --cells: class of abnormal cells.")
+    ] = BagSpec.positive_class,
 ) -> None:
     """Every pretraining method x witness rate x seed with PAMIL on top; tables and a plot.
 
     Resumable: finished runs are kept and skipped when the command is run again.
     """
-    from training.bag_generation import BagSpec
-    from training.experiment import PRESETS, run_sweep
+    from training.experiment import run_sweep
 
     cfg = PRESETS[preset.value]
     if witness_rates is not None:
@@ -88,24 +100,39 @@ def wr_sweep(
 
 @app.command(name="cell-auc")
 def cell_auc(
-    out: Annotated[Path, typer.Option(help="Folder for the synthetic bags it makes.")],
-    difficulty: Annotated[float, typer.Option(help="Synthetic difficulty to measure.")] = 0.6,
-    image_size: Annotated[int, typer.Option(help="Cell image size in px.")] = 72,
-    epochs: Annotated[int, typer.Option(help="Training epochs of the cell classifier.")] = 6,
-    bags: Annotated[int, typer.Option(help="Synthetic bags (30% held out for the test AUC).")] = 20,
-    cells_per_bag: Annotated[int, typer.Option(help="Cells per bag (20% abnormal in abnormal bags).")] = 100,
+    out: Annotated[Path, typer.Option(help="Folder for the synthetic bags and the classifier it trains.")],
+    difficulty: Annotated[
+        float, typer.Option(help="Synthetic difficulty to measure (0 distinct .. 1 identical).")
+    ] = CELL_AUC_SYNTH.difficulty,
+    image_size: Annotated[int, typer.Option(help="Cell image size in px.")] = CELL_AUC_SYNTH.image_size,
+    epochs: Annotated[
+        int, typer.Option(help="Training epochs of the cell classifier.")
+    ] = CELL_AUC_PRETRAIN.epochs,
+    bags: Annotated[
+        int, typer.Option(help="Synthetic bags (30% held out for the test AUC).")
+    ] = CELL_AUC_SYNTH.bags,
+    cells_per_bag: Annotated[
+        int, typer.Option(help="Cells per bag (20% abnormal in abnormal bags).")
+    ] = CELL_AUC_SYNTH.cells_per_bag,
+    null: Annotated[
+        bool,
+        typer.Option("--null", help="Abnormal cells drawn exactly like normal ones (a control: AUC ~0.5)."),
+    ] = False,
 ) -> None:
-    """How hard are synthetic abnormal cells? Test AUC of a cell classifier on true cell labels."""
-    from training.experiment import cell_classifier_auc
-    from training.synthetic import SynthConfig
+    """How hard are synthetic abnormal cells? Test AUC of a cell classifier on true cell labels.
 
-    synth = SynthConfig(
+    The classifier is the witness-rate sweep's cell-supervised encoder (pretrained on the
+    cells' true labels), scored by its classification head on every cell of the test bags.
+    """
+    from training.experiment import cell_classifier_auc
+
+    synth = replace(
+        CELL_AUC_SYNTH,
         bags=bags,
         cells_per_bag=cells_per_bag,
-        witness_rate=0.2,
         image_size=image_size,
         difficulty=difficulty,
-        test_fraction=0.3,
+        null=null,
     )
-    auc = cell_classifier_auc(synth, out, epochs=epochs)
+    auc = cell_classifier_auc(synth, replace(CELL_AUC_PRETRAIN, epochs=epochs), out)
     typer.echo(f"difficulty {difficulty}: single-cell classifier test AUC {auc:.3f}")

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from cli.console import err
 from cli.console import out as stdout
+from export.repository import RepositorySettings  # no onnx: the defaults of export
 from slamctl import contract
 from slamctl.errors import SlamError
 
@@ -31,7 +32,9 @@ def export(
     max_bag_cells: Annotated[
         int, typer.Option(help="Largest bag the aggregator serves.")
     ] = contract.DEFAULT_MAX_BAG_CELLS,
-    trt_cache: Annotated[str, typer.Option(help="TensorRT engine cache path on the server.")] = "/trt_cache",
+    trt_cache: Annotated[
+        str, typer.Option(help="TensorRT engine cache path on the server.")
+    ] = RepositorySettings.trt_cache_dir,
     allow_degenerate: Annotated[
         bool,
         typer.Option(

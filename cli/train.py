@@ -42,8 +42,8 @@ def pretrain(
 
     Multi-GPU: torchrun --nproc-per-node N $(which slamctl) train pretrain ...
     """
-    from training.pretrain import PRESETS
     from training.pretrain import pretrain as run
+    from training.pretrain_config import PRESETS
 
     overrides = {
         "epochs": epochs,

@@ -19,7 +19,8 @@ import numpy as np
 
 from training.bagset import read_cell_truth, read_labels
 from training.embed import embed_bags, load_embedded
-from training.pretrain import PRESETS, pretrain
+from training.pretrain import pretrain
+from training.pretrain_config import PRESETS
 from training.probe import probe_auc
 from training.synthetic import SynthConfig, generate
 

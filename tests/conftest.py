@@ -58,7 +58,8 @@ def tiny_models(tiny_bags, tmp_path_factory) -> TinyModels:
     """A really trained (a few steps) tiny encoder + PAMIL on the tiny bags; read-only for tests."""
     from training.embed import embed_bags
     from training.mil import MilConfig, train_mil
-    from training.pretrain import PretrainConfig, pretrain
+    from training.pretrain import pretrain
+    from training.pretrain_config import PretrainConfig
 
     run = tmp_path_factory.mktemp("models")
     cfg = PretrainConfig(

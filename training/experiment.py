@@ -20,7 +20,7 @@ import json
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,78 +30,15 @@ from slamctl.tables import read_csv, write_csv
 from training.bag_generation import BagSpec, make_bags
 from training.embed import embed_bags
 from training.evaluate import evaluate
+from training.experiment_config import SweepConfig
 from training.metrics import binary_metrics, roc_auc
-from training.mil import MilConfig, train_mil
-from training.pretrain import METHODS, PretrainConfig, pretrain
+from training.mil import train_mil
+from training.pretrain import pretrain
+from training.pretrain_config import PretrainConfig
 from training.statistics import bootstrap
 from training.synthetic import SynthConfig, generate
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class SweepConfig:
-    methods: tuple[str, ...] = tuple(m for m in METHODS if m != "cell-supervised")
-    witness_rates: tuple[float, ...] = (0.10, 0.05, 0.01, 0.005)
-    seeds: tuple[int, ...] = (0, 1, 2)
-    synth: SynthConfig = field(default_factory=SynthConfig)  # witness_rate and seed set per run
-    pretrain: PretrainConfig = field(default_factory=PretrainConfig)  # method and seed set per run
-    mil: MilConfig = field(default_factory=MilConfig)
-    features: str = "h"  # the reference code embeds with z; h probes better (docs/results/pretrain-recipe)
-    embed_batch: int = 256
-    # reference rows on the same data: "oracle" embeds every cell from its truth (the
-    # aggregator's ceiling: what MIL reaches with a perfect encoder); "cell-supervised"
-    # trains the encoder as a classifier of the true cell labels (the encoder's ceiling)
-    references: tuple[str, ...] = ("oracle", "cell-supervised")
-
-
-PRESETS = {
-    # 2 CPU cores, about 75 minutes: 120 bags of 200 cells (41 held out per witness rate and
-    # seed, so a bag AUC's standard error is <= 0.05; 0.5% is one cell, 1% two), 40 px cells
-    # cropped to 32, a narrow ResNet18, 4 epochs. Measured: a data set 26 s, a SLAM-AGS run
-    # 80 s, SimCLR 63 s, the oracle row 15 s; 3 witness rates x 3 seeds x 6 pretrained rows.
-    "cpu": SweepConfig(
-        witness_rates=(0.10, 0.01, 0.005),
-        synth=SynthConfig(
-            bags=120, cells_per_bag=200, image_size=40, bag_size_jitter=0.0, test_fraction=0.34
-        ),
-        pretrain=PretrainConfig(
-            epochs=4,
-            batch_size=128,
-            warmup_epochs=1,
-            image_size=40,
-            crop_size=32,
-            width=8,
-            proj_dim=64,
-            lr=0.05,
-            num_workers=0,
-        ),
-        mil=MilConfig(epochs=40, patience=10),
-    ),
-    # Seconds: checks that the sweep runs end to end (tests), says nothing about the method.
-    "smoke": SweepConfig(
-        synth=SynthConfig(bags=8, cells_per_bag=12, image_size=40, bag_size_jitter=0.0, test_fraction=0.5),
-        pretrain=PretrainConfig(
-            epochs=1,
-            batch_size=16,
-            warmup_epochs=0,
-            image_size=40,
-            crop_size=32,
-            width=4,
-            proj_dim=8,
-            num_workers=0,
-        ),
-        mil=MilConfig(epochs=3, patience=3),
-    ),
-    # The paper's sizes for GPU servers: 1000-cell bags of 250 px cells, full ResNet18, 150 epochs.
-    "paper": SweepConfig(
-        synth=SynthConfig(
-            bags=200, cells_per_bag=1000, image_size=250, bag_size_jitter=0.0, test_fraction=0.25
-        ),
-        pretrain=PretrainConfig(num_workers=8),
-        mil=MilConfig(epochs=100, patience=20),
-    ),
-}
 
 
 def conflict_stats(telemetry: Path) -> tuple[float, float]:
@@ -396,57 +333,31 @@ def plot(rows: list[dict], cfg: SweepConfig, path: Path) -> None:
     plt.close(fig)
 
 
-def cell_classifier_auc(
-    synth: SynthConfig, out: Path, *, width: int = 16, epochs: int = 5, crop: int | None = None, seed: int = 0
-) -> float:
-    """Test AUC of a ResNet18 cell classifier trained on *true cell labels* (cells.csv).
+def cell_classifier_auc(synth: SynthConfig, pretrain_cfg: PretrainConfig, out: Path) -> float:
+    """Test AUC of a cell classifier trained on *true cell labels* (cells.csv).
 
     Measures how hard the synthetic abnormal cells are to tell apart from normal ones, one
-    cell at a time (the synthetic set aims at an AUC of about 0.85 to 0.9): positives of the train
-    bags, an equal number of their negatives, tested on the test bags' cells.
+    cell at a time (the synthetic set aims at an AUC of about 0.85 to 0.9). The classifier is
+    the sweep's encoder-ceiling reference: `cell-supervised` pretraining on the train bags
+    (OUT/encoder, resumable); its classification head scores every cell of the test bags.
     """
     import torch
-    import torch.nn.functional as F
 
-    from slamctl.images import load_rgb
-    from training.augment import StrongView
+    from slamctl.images import fit_square, load_rgb
     from training.bagset import load_bags, read_cell_truth
-    from training.encoder import Encoder, EncoderConfig, center_crop, uint8_to_input
-    from training.metrics import roc_auc
+    from training.encoder import center_crop, load_encoder, uint8_to_input
 
-    generate(synth, out)
-    truth = read_cell_truth(out)
-    crop = crop or synth.image_size - synth.image_size // 8
-
-    def cells(split: str, balance: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        files = [(f, truth[(b.bag_id, f.name)]) for b in load_bags(out, split) for f in b.files]
-        pos = [f for f, t in files if t]
-        neg = [f for f, t in files if not t]
-        if balance:
-            neg = list(np.random.default_rng(seed).permutation(neg)[: len(pos)])
-        x = torch.from_numpy(np.stack([load_rgb(f) for f in pos + neg]))
-        return uint8_to_input(x), torch.tensor([1] * len(pos) + [0] * len(neg))
-
-    x_train, y_train = cells("train", balance=True)
-    x_test, y_test = cells("test", balance=False)
-    torch.manual_seed(seed)
-    model = Encoder(EncoderConfig(width=width, proj_dim=8, num_classes=2))
-    strong = StrongView(crop)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    for _ in range(epochs):
-        model.train()
-        for idx in torch.randperm(len(x_train)).split(64):
-            h, _ = model(strong(x_train[idx]))
-            loss = F.cross_entropy(model.classify(h), y_train[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-    model.eval()
+    data = Path(out) / "bags"
+    generate(synth, data)
+    size = synth.image_size
+    cfg = replace(pretrain_cfg, method="cell-supervised", image_size=size, crop_size=size - size // 8)
+    model, _ = load_encoder(pretrain(cfg, data, Path(out) / "encoder", resume=True))
+    truth = read_cell_truth(data)
+    cells = [(f, truth[(b.bag_id, f.name)]) for b in load_bags(data, "test") for f in b.files]
+    scores = []
     with torch.no_grad():
-        scores = torch.cat(
-            [
-                torch.softmax(model.classify(model(center_crop(x, crop))[0]), 1)[:, 1]
-                for x in x_test.split(256)
-            ]
-        )
-    return roc_auc(y_test.numpy(), scores.numpy())
+        for start in range(0, len(cells), 256):
+            batch = [fit_square(load_rgb(f), cfg.image_size) for f, _ in cells[start : start + 256]]
+            h, _ = model(center_crop(uint8_to_input(torch.from_numpy(np.stack(batch))), cfg.crop_size))
+            scores.append(torch.softmax(model.classify(h), 1)[:, 1])
+    return roc_auc(np.array([t for _, t in cells]), torch.cat(scores).numpy())

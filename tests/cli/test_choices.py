@@ -27,8 +27,8 @@ def test_a_wrong_choice_is_a_usage_error_before_any_work(args, tmp_path, monkeyp
 
 
 def test_the_name_lists_match_what_implements_them():
-    from training.experiment import PRESETS as SWEEP
-    from training.pretrain import METHODS, PRESETS
+    from training.experiment_config import PRESETS as SWEEP
+    from training.pretrain_config import METHODS, PRESETS
 
     assert tuple(METHODS) == choices.PRETRAIN_METHODS
     assert tuple(PRESETS) == choices.PRETRAIN_PRESETS

@@ -3,7 +3,8 @@ import pytest
 
 from slamctl.errors import SlamError
 from training.embed import embed_bags, load_embedded, read_meta
-from training.pretrain import PretrainConfig, pretrain
+from training.pretrain import pretrain
+from training.pretrain_config import PretrainConfig
 
 TINY = PretrainConfig(
     epochs=1, batch_size=8, warmup_epochs=0, image_size=40, crop_size=32, width=4, proj_dim=8, num_workers=0

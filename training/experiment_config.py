@@ -1,0 +1,90 @@
+"""The witness-rate sweep's configuration and presets, and the cell-difficulty check's:
+torch-free, so the command line reads its defaults here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from training.mil_config import MilConfig
+from training.pretrain_config import METHODS, PretrainConfig
+from training.synthetic import SynthConfig
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    methods: tuple[str, ...] = tuple(m for m in METHODS if m != "cell-supervised")
+    witness_rates: tuple[float, ...] = (0.10, 0.05, 0.01, 0.005)
+    seeds: tuple[int, ...] = (0, 1, 2)
+    synth: SynthConfig = field(default_factory=SynthConfig)  # witness_rate and seed set per run
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)  # method and seed set per run
+    mil: MilConfig = field(default_factory=MilConfig)
+    features: str = "h"  # the reference code embeds with z; h probes better (docs/results/pretrain-recipe)
+    embed_batch: int = 256
+    # reference rows on the same data: "oracle" embeds every cell from its truth (the
+    # aggregator's ceiling: what MIL reaches with a perfect encoder); "cell-supervised"
+    # trains the encoder as a classifier of the true cell labels (the encoder's ceiling)
+    references: tuple[str, ...] = ("oracle", "cell-supervised")
+
+
+PRESETS = {
+    # 2 CPU cores, about 75 minutes: 120 bags of 200 cells (41 held out per witness rate and
+    # seed, so a bag AUC's standard error is <= 0.05; 0.5% is one cell, 1% two), 40 px cells
+    # cropped to 32, a narrow ResNet18, 4 epochs. Measured: a data set 26 s, a SLAM-AGS run
+    # 80 s, SimCLR 63 s, the oracle row 15 s; 3 witness rates x 3 seeds x 6 pretrained rows.
+    "cpu": SweepConfig(
+        witness_rates=(0.10, 0.01, 0.005),
+        synth=SynthConfig(
+            bags=120, cells_per_bag=200, image_size=40, bag_size_jitter=0.0, test_fraction=0.34
+        ),
+        pretrain=PretrainConfig(
+            epochs=4,
+            batch_size=128,
+            warmup_epochs=1,
+            image_size=40,
+            crop_size=32,
+            width=8,
+            proj_dim=64,
+            lr=0.05,
+            num_workers=0,
+        ),
+        mil=MilConfig(epochs=40, patience=10),
+    ),
+    # Seconds: checks that the sweep runs end to end (tests), says nothing about the method.
+    "smoke": SweepConfig(
+        synth=SynthConfig(bags=8, cells_per_bag=12, image_size=40, bag_size_jitter=0.0, test_fraction=0.5),
+        pretrain=PretrainConfig(
+            epochs=1,
+            batch_size=16,
+            warmup_epochs=0,
+            image_size=40,
+            crop_size=32,
+            width=4,
+            proj_dim=8,
+            num_workers=0,
+        ),
+        mil=MilConfig(epochs=3, patience=3),
+    ),
+    # The paper's sizes for GPU servers: 1000-cell bags of 250 px cells, full ResNet18, 150 epochs.
+    "paper": SweepConfig(
+        synth=SynthConfig(
+            bags=200, cells_per_bag=1000, image_size=250, bag_size_jitter=0.0, test_fraction=0.25
+        ),
+        pretrain=PretrainConfig(num_workers=8),
+        mil=MilConfig(epochs=100, patience=20),
+    ),
+}
+
+
+# `slamctl experiment cell-auc`: 20 bags of 100 cells at 72 px (20% abnormal in abnormal bags,
+# 30% of the bags held out), and the sweep's cell-supervised reference as the classifier
+CELL_AUC_SYNTH = SynthConfig(bags=20, cells_per_bag=100, witness_rate=0.2, test_fraction=0.3)
+CELL_AUC_PRETRAIN = PretrainConfig(
+    method="cell-supervised",
+    epochs=6,
+    batch_size=32,
+    warmup_epochs=1,
+    width=16,
+    proj_dim=8,
+    lr=0.1,
+    num_workers=0,
+)
