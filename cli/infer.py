@@ -105,6 +105,14 @@ def infer(
             "here, uint8 S x S x 3 each)."
         ),
     ] = _CLIENT.wire,
+    shm: Annotated[
+        bool,
+        typer.Option(
+            "--shm",
+            help="Same host as a `slamctl serve` run by this user: pixels (with --wire pixels) and "
+            "embeddings travel through system shared memory instead of gRPC messages.",
+        ),
+    ] = _CLIENT.shm,
     encoder_model: Annotated[str, typer.Option(help="Encoder model name on the server.")] = contract.ENCODER,
     aggregator_model: Annotated[
         str, typer.Option(help="Aggregator model name on the server.")
@@ -133,6 +141,7 @@ def infer(
         certificate_chain=certificate_chain,
         encoder_model=encoder_model,
         wire=wire.value,
+        shm=shm,
         aggregator_model=aggregator_model,
     )
     options = RunOptions(

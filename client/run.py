@@ -199,17 +199,10 @@ def run(
                 f"{bag}: its result would be {result}, a file of the run itself: rename the bag folder"
             )
     models = TritonModels(settings)
-    models.check_pins(options.expect_model, options.model_version)
-    if options.metrics_port is not None:
-        from prometheus_client import start_http_server
-
-        try:
-            start_http_server(options.metrics_port, addr=options.metrics_host, registry=metrics.REGISTRY)
-        except OSError as e:
-            raise SlamError(
-                f"--metrics-port {options.metrics_port}: cannot listen on {options.metrics_host} ({e.strerror})"
-            ) from None
-    try:
+    try:  # from here every way out closes the connection (and unlinks its shared memory)
+        models.check_pins(options.expect_model, options.model_version)
+        if options.metrics_port is not None:
+            start_metrics_server(options)
         return _run_bags(bags, paths, models, options, progress)
     except OSError as e:  # --out read-only, full, or a result path taken by a folder
         raise SlamError(
@@ -218,6 +211,17 @@ def run(
         ) from None
     finally:
         models.close()
+
+
+def start_metrics_server(options: RunOptions) -> None:
+    from prometheus_client import start_http_server
+
+    try:
+        start_http_server(options.metrics_port, addr=options.metrics_host, registry=metrics.REGISTRY)
+    except OSError as e:
+        raise SlamError(
+            f"--metrics-port {options.metrics_port}: cannot listen on {options.metrics_host} ({e.strerror})"
+        ) from None
 
 
 def _run_bags(

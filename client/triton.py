@@ -8,6 +8,7 @@ backoff; after the last retry the bag fails (BagFailure) and the run goes on.
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from dataclasses import dataclass
@@ -21,7 +22,8 @@ from tritonclient.utils import InferenceServerException
 
 from client import metrics, wire
 from client.results import BagFailure
-from slamctl import contract
+from client.shm import SharedRegions, remove_stale
+from slamctl import contract, shm_token
 from slamctl.card import client_version, model_id, parse_card
 from slamctl.errors import SlamError
 
@@ -52,6 +54,7 @@ class ClientSettings:
     # encoded: the files' own bytes, decoded by the server (slam_encoder_files); pixels:
     # decoded here, sent as uint8 S x S x 3. benchmarks/wire_paths.py chose the default.
     wire: str = "encoded"
+    shm: bool = False  # pixels and embeddings through system shared memory (client/shm.py)
 
 
 def failure_kind(status: str) -> str:
@@ -125,6 +128,28 @@ class TritonModels:
         self.image_size = int(self.card["image_size"])  # the training image size (see prepare_cell)
         self.max_bag = int(self.card["max_bag_cells"])
         self.model_id = model_id(self.card["sha256"])  # what --expect-model pins
+        self.shared = self._shared_regions(wait) if settings.shm else None
+
+    def _shared_regions(self, wait: float) -> SharedRegions:
+        """The run's shared-memory regions (after removing those of killed clients)."""
+        headers = shm_token.read_headers(self.settings.url)
+        try:
+            remove_stale(self.client, headers, wait)
+        except InferenceServerException as e:
+            raise SlamError(
+                f"--shm: the server refused its shared-memory API ({e.message()}): "
+                "is it the `slamctl serve` on this host?"
+            ) from None
+        batch = min(self.settings.batch_size, self.max_batch)
+        return SharedRegions(
+            self.client,
+            headers,
+            slots=self.settings.concurrency,
+            slot_bytes=batch * self.size * self.size * 3 if self.settings.wire == "pixels" else 0,
+            max_cells=self.max_bag,
+            dim=self.dim,
+            timeout=wait,
+        )
 
     def check_pins(self, expect_model: str | None, model_version: int | None) -> None:
         """Refuse, in one line, a server that serves another model than the one pinned."""
@@ -163,6 +188,9 @@ class TritonModels:
         """Close both channels now (left to the garbage collector while a Ctrl-C unwinds, gRPC's
         channel close can wait forever), giving up after `timeout` s: the process is ending."""
 
+        if self.shared is not None:  # before the channels: unregistering needs them
+            self.shared.close()
+
         def close() -> None:
             self._channel.close()
             self.client.close()
@@ -176,9 +204,16 @@ class TritonModels:
         return (self.threshold, "server") if threshold is None else (threshold, "--threshold")
 
     def aggregator_request(self, embeddings: np.ndarray) -> bytes:
-        """The aggregator's request for one bag's embeddings (N, D), as wire bytes."""
+        """The aggregator's request for one bag's embeddings (N, D), as wire bytes; with
+        shared memory, `embeddings` is the region's view (EncoderStream.take) and the request
+        points at it."""
         outputs = [contract.BAG_PROBS, contract.ATTENTION]
-        return wire.infer_request(self.settings.aggregator_model, contract.EMBEDDINGS, embeddings, outputs)
+        model = self.settings.aggregator_model
+        if self.shared is not None:
+            region = (self.shared.embeddings_name, embeddings.nbytes)
+            (spec,) = contract.aggregator_inputs(len(embeddings))
+            return wire.shm_request(model, spec.name, spec.wire_dtype, embeddings.shape, region, outputs)
+        return wire.infer_request(model, contract.EMBEDDINGS, embeddings, outputs)
 
     def aggregate(self, request: bytes) -> tuple[np.ndarray, np.ndarray]:
         """One bag through the aggregator (retried like the encoder's requests)."""
@@ -210,10 +245,15 @@ class EncoderStream:
     flight, since closing a channel with calls in flight can hang."""
 
     def __init__(self, models: TritonModels, n_cells: int) -> None:
-        self.models, self.settings = models, models.settings
-        self.embeddings = np.empty((n_cells, models.dim), dtype=np.float32)
+        self.models, self.settings, self.shared = models, models.settings, models.shared
+        if self.shared is not None:  # the server writes them into the shared region
+            self.embeddings = self.shared.embeddings(n_cells)
+        else:
+            self.embeddings = np.empty((n_cells, models.dim), dtype=np.float32)
         self.errors = [""] * n_cells  # the encoded path: why the server could not decode a file
-        self.slots = threading.BoundedSemaphore(self.settings.concurrency)
+        self.slots = queue.Queue()  # a request in flight holds one (its shared-memory slot)
+        for slot in range(self.settings.concurrency):
+            self.slots.put(slot)
         self.cond = threading.Condition()
         self.pending = 0
         self.failure: BagFailure | None = None
@@ -225,11 +265,11 @@ class EncoderStream:
         if kind is KeyboardInterrupt:
             self.drain(min(self.settings.timeout, DRAIN_SECONDS))
 
-    def submit(self, start: int, batch: np.ndarray, attempt: int = 0) -> None:
+    def submit(self, start: int, batch: np.ndarray, attempt: int = 0, slot: int | None = None) -> None:
         """One request for the cells from `start`: uint8 images (the pixel path), or an (n, 1)
-        object array of the files' bytes (the encoded path)."""
-        if attempt == 0:
-            self.slots.acquire()  # blocks while `concurrency` requests are in flight
+        object array of the files' bytes (the encoded path). A retry keeps its slot."""
+        if slot is None:
+            slot = self.slots.get()  # blocks while `concurrency` requests are in flight
             with self.cond:
                 self.pending += 1
         if batch.dtype == np.object_:
@@ -239,34 +279,47 @@ class EncoderStream:
             model, outputs = self.settings.encoder_model, [contract.EMBEDDINGS]
             (spec,) = contract.encoder_inputs(self.models.size)
         inp = grpcclient.InferInput(spec.name, list(batch.shape), spec.wire_dtype)
-        inp.set_data_from_numpy(batch)
+        requested = [grpcclient.InferRequestedOutput(name) for name in outputs]
+        if self.shared is None:
+            inp.set_data_from_numpy(batch)
+        else:  # the embeddings go straight to their rows of the shared region
+            requested[0] = self.shared.embeddings_output(start, len(batch))
+            if batch.dtype == np.object_:  # a file's bytes are few: over gRPC
+                inp.set_data_from_numpy(batch)
+            else:
+                inp.set_shared_memory(
+                    self.shared.images_name, batch.nbytes, self.shared.write_images(slot, batch)
+                )
         t0 = time.perf_counter()
         try:
             self.models.client.async_infer(
                 model,
                 [inp],
-                callback=lambda result=None, error=None: self._done(start, batch, attempt, t0, result, error),
-                outputs=[grpcclient.InferRequestedOutput(name) for name in outputs],
+                callback=lambda result=None, error=None: self._done(
+                    start, batch, slot, attempt, t0, result, error
+                ),
+                outputs=requested,
                 client_timeout=self.settings.timeout,
             )
         except BaseException:  # not sent (Ctrl-C while sending): no callback will count it done
             with self.cond:
                 self.pending -= 1
                 self.cond.notify_all()
-            self.slots.release()
+            self.slots.put(slot)
             raise
 
-    def _done(self, start, images, attempt, t0, result, error) -> None:
+    def _done(self, start, images, slot, attempt, t0, result, error) -> None:
         if error is not None:
             kind = failure_kind(str(error.status()))
             delay = retry_delay(self.settings, kind, attempt)
             if delay is not None and self.failure is None:
-                threading.Timer(delay, self.submit, (start, images, attempt + 1)).start()
+                threading.Timer(delay, self.submit, (start, images, attempt + 1, slot)).start()
                 return
             failure = BagFailure(kind, f"{self.settings.encoder_model}: {error.message()}")
         else:
             metrics.REQUEST_LATENCY.labels(self.settings.encoder_model).observe(time.perf_counter() - t0)
-            self.embeddings[start : start + len(images)] = result.as_numpy(contract.EMBEDDINGS)
+            if self.shared is None:
+                self.embeddings[start : start + len(images)] = result.as_numpy(contract.EMBEDDINGS)
             if images.dtype == np.object_:
                 reasons = result.as_numpy(contract.CELL_ERRORS).reshape(-1)
                 self.errors[start : start + len(images)] = [r.decode() for r in reasons]
@@ -276,7 +329,7 @@ class EncoderStream:
             if failure is not None and self.failure is None:
                 self.failure = failure
             self.cond.notify_all()
-        self.slots.release()
+        self.slots.put(slot)
 
     def wait(self) -> None:
         """Until every request is answered; the bag's first failure, if any, is raised."""
@@ -294,7 +347,13 @@ class EncoderStream:
         lets go of them (so they can be freed)."""
         embeddings, self.embeddings = self.embeddings[:n], None
         failed = [i for i, e in enumerate(self.errors[:n]) if e]
-        return np.delete(embeddings, failed, axis=0) if failed else embeddings
+        if not failed:
+            return embeddings
+        if self.shared is None:
+            return np.delete(embeddings, failed, axis=0)
+        keep = np.delete(np.arange(n), failed)  # compacted in place: the region stays the bag's
+        embeddings[: len(keep)] = embeddings[keep]
+        return embeddings[: len(keep)]
 
 
 def read_card(client: grpcclient.InferenceServerClient, url: str, wait: float) -> dict:

@@ -45,3 +45,23 @@ def infer_request(model: str, name: str, tensor: np.ndarray, outputs: list[str])
         outputs=[service_pb2.ModelInferRequest.InferRequestedOutputTensor(name=o) for o in outputs],
     ).SerializeToString()
     return b"".join((header, _RAW_INPUT_CONTENTS, varint(tensor.nbytes), tensor))
+
+
+def shm_request(
+    model: str, name: str, datatype: str, shape: tuple[int, ...], region: tuple[str, int], outputs: list[str]
+) -> bytes:
+    """The serialised ModelInferRequest of one input tensor that lies in a registered
+    shared-memory region: region = (its name, the tensor's bytes from offset 0)."""
+    parameters = {
+        "shared_memory_region": service_pb2.InferParameter(string_param=region[0]),
+        "shared_memory_byte_size": service_pb2.InferParameter(int64_param=region[1]),
+    }
+    return service_pb2.ModelInferRequest(
+        model_name=model,
+        inputs=[
+            service_pb2.ModelInferRequest.InferInputTensor(
+                name=name, datatype=datatype, shape=shape, parameters=parameters
+            )
+        ],
+        outputs=[service_pb2.ModelInferRequest.InferRequestedOutputTensor(name=o) for o in outputs],
+    ).SerializeToString()

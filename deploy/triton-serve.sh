@@ -8,7 +8,7 @@
 #  - gRPC over TLS when $SLAMCTL_TLS_CERT and $SLAMCTL_TLS_KEY name a mounted certificate
 set -eu
 token="${SLAMCTL_ADMIN_TOKEN:-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')}"
-restricted="model-repository,statistics,trace,logging:slamctl-admin=$token"
+restricted="model-repository,shared-memory,statistics,trace,logging:slamctl-admin=$token"
 set -- --model-repository=/models --strict-readiness=true --disable-auto-complete-config \
     --allow-metrics=true --allow-gpu-metrics=true --metrics-port=8002 \
     --grpc-restricted-protocol="$restricted" --http-restricted-api="$restricted" "$@"

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from serving import proxy_fix
-from slamctl import contract
+from slamctl import contract, shm_token
 from slamctl.errors import SlamError
 
 log = logging.getLogger(__name__)
@@ -286,7 +286,7 @@ def serve(settings: ServerSettings, *, on_ready: Callable[[list[ServedModel]], N
     killed `slamctl serve` takes its Triton with it.
     """
     from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
-    from pytriton.triton import Triton, TritonConfig
+    from pytriton.triton import Triton, TritonConfig, TritonSecurityConfig
 
     models = read_models(settings.repository)
     card = read_card(settings.repository)
@@ -328,8 +328,11 @@ def serve(settings: ServerSettings, *, on_ready: Callable[[list[ServedModel]], N
         **tls,
     )
     logging.getLogger("pytriton").setLevel(logging.WARNING)  # its INFO lines repeat what we log
+    # shared memory (and model control, statistics, trace, logging) only with the token that
+    # `slamctl infer --shm` reads from a file of this user: clients on this host
+    security = TritonSecurityConfig(access_token=shm_token.write_token(settings.grpc_port))
     try:  # SIGTERM/Ctrl-C may come at any moment, also while the models load; `with` stops Triton
-        with Triton(config=config) as triton:
+        with Triton(config=config, security_config=security) as triton:
             sessions = {}
             for m in models:
                 session = sessions[m.name] = make_session(m, settings.threads)
@@ -392,6 +395,7 @@ def serve(settings: ServerSettings, *, on_ready: Callable[[list[ServedModel]], N
     except KeyboardInterrupt:
         log.info("stopping")
     finally:
+        shm_token.remove_token(settings.grpc_port)
         for path in shm_segments(os.getpid()):  # PyTriton leaves them when tritonserver dies
             with contextlib.suppress(OSError):
                 path.unlink()

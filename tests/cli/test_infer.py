@@ -18,7 +18,7 @@ from client.results import BagFailure
 from client.run import infer_bag
 from client.triton import ClientSettings, TritonModels
 from serving.launcher import start_server, stop_server
-from slamctl import contract
+from slamctl import contract, shm_token
 from slamctl.images import prepare_cell
 from tests.conftest import run_cli
 from training.embed import load_embedded
@@ -472,10 +472,11 @@ def test_ctrl_c_and_sigterm_keep_the_bags_done_and_say_how_to_resume(server, tin
     for i in range(300):
         shutil.copytree(tiny_bags / "bag_0000", bags / f"b{i:03d}")
     exe = shutil.which("slamctl", path=str(Path(sys.executable).parent))
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        out = tmp_path / f"out-{sig.name}"
+    # the last run with --shm: its shared-memory regions are gone after the interrupt too
+    for sig, shm in ((signal.SIGINT, []), (signal.SIGTERM, []), (signal.SIGINT, ["--shm"])):
+        out = tmp_path / f"out-{sig.name}{''.join(shm)}"
         proc = subprocess.Popen(
-            [exe, "infer", str(bags), "--url", server.grpc_url, "--out", str(out)],
+            [exe, "infer", str(bags), "--url", server.grpc_url, "--out", str(out), *shm],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -490,6 +491,11 @@ def test_ctrl_c_and_sigterm_keep_the_bags_done_and_say_how_to_resume(server, tin
         assert record["interrupted"] and len(record["done"]) + len(record["interrupted"]) == 300
         assert sorted(p.stem for p in out.glob("b*.json")) == sorted(record["done"])
         assert not list(out.glob(".*.tmp"))
+    assert not list(Path("/dev/shm").glob("slamctl_client_*"))
+    status = grpcclient.InferenceServerClient(server.grpc_url).get_system_shared_memory_status(
+        headers=shm_token.read_headers(server.grpc_url)
+    )
+    assert not status.regions  # and unregistered
     r = run_cli("infer", bags, "--url", server.grpc_url, "--out", out, "--resume")
     assert r.code == 0, r.err
     assert len(list(out.glob("b*.json"))) == 300
