@@ -3,7 +3,7 @@
 # Docker, compose and Kubernetes (extra arguments are appended).
 #  - the exported configs are complete: never auto-complete them (a wrong one fails loudly)
 #  - /v2/health/ready means every model is loaded (strict readiness)
-#  - model control, statistics, trace and logging need the header slamctl-admin: TOKEN, with
+#  - model control, shared memory, statistics, trace and logging need the header slamctl-admin: TOKEN, with
 #    TOKEN from $SLAMCTL_ADMIN_TOKEN; unset, a random one nobody knows (those APIs closed)
 #  - gRPC over TLS when $SLAMCTL_TLS_CERT and $SLAMCTL_TLS_KEY name a mounted certificate
 set -eu

@@ -207,7 +207,7 @@ def test_image_command_hardens_triton_and_turns_on_tls(tmp_path):
     )
     (grpc,) = [a for a in args if a.startswith("--grpc-restricted-protocol=")]
     assert grpc.startswith(
-        "--grpc-restricted-protocol=model-repository,statistics,trace,logging:slamctl-admin="
+        "--grpc-restricted-protocol=model-repository,shared-memory,statistics,trace,logging:slamctl-admin="
     )
     assert len(grpc.rsplit("=", 1)[1]) == 32  # a random token when none is given
     assert args[-1] == "--log-verbose=1" and not any(a.startswith("--grpc-use-ssl") for a in args)
@@ -219,7 +219,10 @@ def test_image_command_hardens_triton_and_turns_on_tls(tmp_path):
     )
     args = tls.stdout.splitlines()
     assert "--grpc-use-ssl=true" in args and "--grpc-server-cert=/certs/tls.crt" in args
-    assert "--http-restricted-api=model-repository,statistics,trace,logging:slamctl-admin=s3cret" in args
+    assert (
+        "--http-restricted-api=model-repository,shared-memory,statistics,trace,logging:slamctl-admin=s3cret"
+        in args
+    )
     half = run_serve_script(tmp_path, SLAMCTL_TLS_CERT="/certs/tls.crt")
     assert half.returncode != 0 and "set SLAMCTL_TLS_KEY" in half.stderr
 
