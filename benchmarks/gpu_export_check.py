@@ -4,8 +4,11 @@ Run on a machine with a GPU and onnxruntime-gpu (TensorRT where installed). It e
 full-size models (ResNet18 at 224 px, D = 512; PAMIL) by the project's own export, then
 for each available provider and precision reports parity against CPU FP32 (max |diff| of
 embeddings, of bag probabilities, and whether the top-10 cells agree) and throughput in
-cells per second at batch 64 and 256. Without a GPU it says so and exits 0: CI does not
-need it.
+cells per second at batch 64 and 256. Then the served path on the GPU: a 1,000-cell bag of
+250 px cells through the embedded server (`slamctl serve`, CUDA) with `slamctl infer`,
+`--wire pixels` and `--wire encoded` (server-side decoding), each over gRPC and with `--shm`:
+the bag's latency and cells/s (benchmarks/shared_memory.py's part 1). Without a GPU it says
+so and exits 0: CI does not need it.
 
     python benchmarks/gpu_export_check.py
 """
@@ -97,6 +100,9 @@ def main() -> int:
                     enc.run(None, {contract.IMAGES: x})
                     times.append(time.perf_counter() - t0)
                 print(f"  batch {b:>3}: {b / statistics.median(times):9.1f} cells/s")
+        from shared_memory import speed as served_paths
+
+        served_paths(tmp / "served", cells=1000, repeats=3)
     return 0
 
 

@@ -47,6 +47,8 @@ def bag_seconds(bag: Path, url: str, out: Path, extra: tuple[str, ...]) -> float
 
 
 def speed(tmp: Path, cells: int, repeats: int) -> None:
+    """1. The bag's time each way (full-size models; the server uses the GPU where there is one)."""
+    tmp.mkdir(parents=True, exist_ok=True)
     generate(
         SynthConfig(bags=2, cells_per_bag=cells, bag_size_jitter=0, image_size=250, null=True), tmp / "bags"
     )
@@ -63,8 +65,11 @@ def speed(tmp: Path, cells: int, repeats: int) -> None:
         stop_server(server.process)
     print(f"1. {cells} cells of 250 px, ResNet18 at 224 px, median of {repeats} runs (bag time):")
     for wire in ("pixels", "encoded"):
-        grpc, shm = (cells / statistics.median(times[f"{wire}, {how}"]) for how in ("gRPC", "--shm"))
-        print(f"   {wire:<8} gRPC {grpc:6.1f} cells/s   --shm {shm:6.1f} cells/s   ratio {shm / grpc:.3f}")
+        grpc, shm = (statistics.median(times[f"{wire}, {how}"]) for how in ("gRPC", "--shm"))
+        print(
+            f"   {wire:<8} gRPC {grpc:6.2f} s ({cells / grpc:6.1f} cells/s)   "
+            f"--shm {shm:6.2f} s ({cells / shm:6.1f} cells/s)   cells/s ratio --shm / gRPC {grpc / shm:.3f}"
+        )
 
 
 def memory(tmp: Path) -> None:

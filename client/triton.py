@@ -1,6 +1,7 @@
 """The Triton connection: the served models and what their configs and model card say,
 the encoder's stream of async batched requests, the aggregator's request, TLS credentials,
-and the one retry policy both requests follow. No torch.
+the run's shared-memory regions with --shm (client/shm.py), and the one retry policy both
+requests follow. No torch.
 
 Retryable failures (server unavailable, deadline exceeded) are retried with exponential
 backoff; after the last retry the bag fails (BagFailure) and the run goes on.
