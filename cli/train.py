@@ -11,6 +11,7 @@ import typer
 
 from cli.choices import Aggregator, Features, Method, PretrainPreset
 from cli.console import err, progress_bar, warn_if_degenerate
+from training.embed_config import EmbedConfig
 from training.mil_config import MilConfig
 
 _MIL = MilConfig()  # the defaults of `train mil`, defined once
@@ -82,9 +83,9 @@ def embed(
         typer.Option(
             help="h (backbone, 8*width; the better for the MIL, see README) or z (projection head)."
         ),
-    ] = "h",
-    batch_size: Annotated[int, typer.Option(help="Cells per forward pass.")] = 256,
-    workers: Annotated[int, typer.Option(help="Image-decoding processes.")] = 2,
+    ] = EmbedConfig.features,
+    batch_size: Annotated[int, typer.Option(help="Cells per forward pass.")] = EmbedConfig.batch_size,
+    workers: Annotated[int, typer.Option(help="Image-decoding processes.")] = EmbedConfig.num_workers,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, ... (default: cuda if present).")] = None,
 ) -> None:
     """Embed every cell of every bag, batched; bags already embedded are skipped (resumable)."""

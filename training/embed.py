@@ -24,6 +24,7 @@ from slamctl.files import atomic_path, write_atomic
 from slamctl.images import fit_square, load_rgb
 from training.bagset import Bag, load_bags
 from training.choices import FEATURES
+from training.embed_config import EmbedConfig
 from training.encoder import center_crop, load_encoder, uint8_to_input
 
 META_FILE = "embedding.json"
@@ -91,9 +92,9 @@ def embed_bags(
     bags_dir: Path,
     out: Path,
     *,
-    features: str = "h",
-    batch_size: int = 256,
-    num_workers: int = 2,
+    features: str = EmbedConfig.features,
+    batch_size: int = EmbedConfig.batch_size,
+    num_workers: int = EmbedConfig.num_workers,
     device: str | None = None,
     on_bag: Callable[[int, int, str], None] | None = None,
 ) -> dict:
