@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from cli.console import err
+from serving.server import ServerSettings  # numpy only: no Triton, no ONNX Runtime
 
 
 def serve(
@@ -16,11 +17,19 @@ def serve(
     ),
     host: Annotated[
         str, typer.Option(help="Address to listen on (0.0.0.0 for every interface).")
-    ] = "127.0.0.1",
-    grpc_port: Annotated[int, typer.Option(help="gRPC port (the client's --url).")] = 8001,
-    http_port: Annotated[int, typer.Option(help="HTTP port (health: /v2/health/ready).")] = 8000,
-    metrics_port: Annotated[int, typer.Option(help="Prometheus metrics port (/metrics).")] = 8002,
-    threads: Annotated[int, typer.Option(help="ONNX Runtime threads per model (0: automatic).")] = 0,
+    ] = ServerSettings.host,
+    grpc_port: Annotated[
+        int, typer.Option(help="gRPC port (the client's --url).")
+    ] = ServerSettings.grpc_port,
+    http_port: Annotated[
+        int, typer.Option(help="HTTP port (health: /v2/health/ready).")
+    ] = ServerSettings.http_port,
+    metrics_port: Annotated[
+        int, typer.Option(help="Prometheus metrics port (/metrics).")
+    ] = ServerSettings.metrics_port,
+    threads: Annotated[
+        int, typer.Option(help="ONNX Runtime threads per model (0: automatic).")
+    ] = ServerSettings.threads,
     log_file: Annotated[
         Path | None, typer.Option(help="tritonserver's log (default: in the temp folder).")
     ] = None,
@@ -34,7 +43,6 @@ def serve(
     The repository is validated first; the CUDA execution provider is used when a GPU is
     visible. Production GPU servers run the Docker image instead (see the README).
     """
-    from serving.server import ServerSettings
     from serving.server import serve as run
 
     settings = ServerSettings(
