@@ -7,14 +7,14 @@ import typer
 from tritonclient.utils import InferenceServerException
 
 from cli.options import CertificateChain, PrivateKey, RootCertificates, Ssl, Timeout, Url
-from client.triton import channel_credentials, read_card, unreachable
+from client.triton import CONTROL_TIMEOUT, ClientSettings, channel_credentials, read_card, unreachable
 from slamctl import contract
 from slamctl.card import model_id
 
 
 def health(
-    url: Url = "localhost:8001",
-    timeout: Timeout = 10.0,
+    url: Url = ClientSettings.url,
+    timeout: Timeout = CONTROL_TIMEOUT,
     ssl: Ssl = False,
     root_certificates: RootCertificates = None,
     private_key: PrivateKey = None,
