@@ -42,7 +42,7 @@ def synth(
     test_fraction: Annotated[
         float, typer.Option(help="Fraction of bags held out (split.csv).")
     ] = _SYNTH.test_fraction,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = _SYNTH.seed,
     force: Annotated[bool, typer.Option("--force", help="Overwrite a different data set in OUT.")] = False,
 ) -> None:
     """Generate synthetic stained-smear bags: OUT/<bag>/*.png, labels.csv, split.csv, cells.csv."""

@@ -13,6 +13,7 @@ from cli.choices import Aggregator, Features, Method, PretrainPreset
 from cli.console import err, progress_bar, warn_if_degenerate
 from training.embed_config import EmbedConfig
 from training.mil_config import MilConfig
+from training.pretrain_config import PRESETS, PretrainConfig
 
 _MIL = MilConfig()  # the defaults of `train mil`, defined once
 
@@ -23,7 +24,9 @@ app = typer.Typer(help="Pretrain the cell encoder and train the MIL aggregator."
 def pretrain(
     bags: Annotated[Path, typer.Option(help="Bag folder with labels.csv (the train split is used).")],
     out: Annotated[Path, typer.Option(help="Run folder: checkpoint.pt, telemetry.csv.")],
-    method: Annotated[Method, typer.Option(help="Pretraining method: SLAM-AGS or a baseline.")] = "slam-ags",
+    method: Annotated[
+        Method, typer.Option(help="Pretraining method: SLAM-AGS or a baseline.")
+    ] = PretrainConfig.method,
     preset: Annotated[
         PretrainPreset, typer.Option(help="paper (the paper's settings) or tiny (CPU minutes).")
     ] = "paper",
@@ -34,7 +37,7 @@ def pretrain(
     crop_size: Annotated[int | None, typer.Option(help="Override: crop size (the model's input S).")] = None,
     width: Annotated[int | None, typer.Option(help="Override: ResNet18 width (64 = standard).")] = None,
     workers: Annotated[int | None, typer.Option(help="Override: image-decoding processes.")] = None,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = PretrainConfig.seed,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 (default: cuda if present).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/checkpoint.pt.")] = False,
     max_steps: Annotated[int | None, typer.Option(help="Stop this run after N steps (resumable).")] = None,
@@ -44,7 +47,6 @@ def pretrain(
     Multi-GPU: torchrun --nproc-per-node N $(which slamctl) train pretrain ...
     """
     from training.pretrain import pretrain as run
-    from training.pretrain_config import PRESETS
 
     overrides = {
         "epochs": epochs,
