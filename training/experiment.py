@@ -31,7 +31,7 @@ from training.bag_generation import BagSpec, make_bags
 from training.embed import embed_bags
 from training.evaluate import evaluate
 from training.experiment_config import SweepConfig
-from training.metrics import binary_metrics, roc_auc
+from training.metrics import decision_metrics, roc_auc
 from training.mil import train_mil
 from training.pretrain import pretrain
 from training.pretrain_config import PretrainConfig
@@ -167,7 +167,7 @@ def bag_scores(out: Path, method: str, wr: float, seed: int) -> dict[str, np.nda
 
 
 def _f1(label: np.ndarray, prediction: np.ndarray) -> float:
-    return binary_metrics(label, prediction.astype(float), threshold=0.5)["f1"]
+    return decision_metrics(label, prediction)["f1"]
 
 
 def _mean_of_known(x: np.ndarray) -> float:

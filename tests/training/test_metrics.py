@@ -23,6 +23,17 @@ def test_auc_hand_made_with_ties():
     assert math.isnan(roc_auc([1, 1], [0.2, 0.3]))
 
 
+def test_auc_is_scikit_learns():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    for n in (5, 41, 300):
+        y = rng.integers(0, 2, n)
+        y[:2] = (0, 1)
+        score = rng.integers(0, 8, n) / 8  # many ties
+        assert roc_auc(y, score) == pytest.approx(roc_auc_score(y, score), abs=1e-12)
+
+
 def test_top_k_retrieval_hand_made():
     attention = np.array([0.05, 0.40, 0.10, 0.30, 0.15])
     positive = np.array([0, 1, 0, 0, 1])
