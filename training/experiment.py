@@ -11,7 +11,7 @@ results.csv and results.md (mean +- std over seeds of bag F1, Top-K retrieval an
 method and witness rate), intervals.csv and intervals.md (the same figures with 95% bootstrap
 intervals over the test bags, training/statistics.py), paired.md (SLAM-AGS minus each other
 method on the same data: bag AUC per seed and a paired bootstrap interval), conflicts.md, and
-results.png (the metrics against witness rate).
+results.png (bag AUC and top-K with their intervals, probe AUC, against the witness rate).
 """
 
 from __future__ import annotations
@@ -144,6 +144,7 @@ def run_sweep(
                     on_run(done, total, f"{method} wr={wr:g} seed={seed}")
     write_tables(rows, cfg, out)
     write_intervals(cfg, out)
+    plot(rows, cfg, out)
     return rows
 
 
@@ -290,46 +291,70 @@ def write_tables(rows: list[dict], cfg: SweepConfig, out: Path) -> None:
     )
     (out / "results.md").write_text("\n".join(md) + "\n")
     (out / "conflicts.md").write_text("\n".join(conflicts) + "\n")
-    plot(rows, cfg, out / "results.png")
 
 
-def plot(rows: list[dict], cfg: SweepConfig, path: Path) -> None:
+def plot(rows: list[dict], cfg: SweepConfig, out: Path) -> None:
+    """results.png: bag AUC and top-K retrieval with their 95% bootstrap intervals over the
+    test bags (intervals.csv), and the encoder probe's cell AUC (mean and std over seeds),
+    against the witness rate; chance as a dotted line."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, key, title in (
-        (axes[0], "f1", "bag F1"),
-        (axes[1], "top_k_fraction", "Top-K positive-cell retrieval"),
-    ):
+    intervals = read_csv(out / "intervals.csv", ["method"])
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.4))
+    panels = (  # (axis, title, chance, (mean, low, high) of a method at a witness rate)
+        (axes[0], "bag AUC (95% bootstrap interval)", 0.5, "auc"),
+        (axes[1], "Top-K positive-cell retrieval (95% interval)", 0.4, "top_k"),
+        (axes[2], "encoder probe cell AUC (mean ± std over seeds)", 0.5, None),
+    )
+    rates = [100 * w for w in cfg.witness_rates]
+    for ax, title, chance, key in panels:
         for method in (*cfg.methods, *cfg.references):
-            means, stds = zip(
-                *[
-                    _mean_std([r[key] for r in rows if r["method"] == method and r["witness_rate"] == wr])
-                    for wr in cfg.witness_rates
-                ]
-            )
+            if key is None:
+                mean, std = zip(
+                    *[
+                        _mean_std(
+                            [
+                                r["probe_auc"]
+                                for r in rows
+                                if r["method"] == method and r["witness_rate"] == wr
+                            ]
+                        )
+                        for wr in cfg.witness_rates
+                    ]
+                )
+                err = np.array([std, std])
+            else:
+                found = {
+                    float(r["witness_rate"]): [float(r[f"{key}_{p}"]) for p in ("mean", "low", "high")]
+                    for r in intervals
+                    if r["method"] == method
+                }
+                mean, low, high = np.array([found[wr] for wr in cfg.witness_rates]).T
+                err = np.array([mean - low, high - mean])
             ax.errorbar(
-                [100 * w for w in cfg.witness_rates],
-                means,
-                yerr=stds,
+                rates,
+                mean,
+                yerr=err,
                 marker="o",
                 capsize=3,
                 label=method,
                 linestyle="--" if method in cfg.references else "-",
             )
-        if key == "top_k_fraction":  # K = 0.4 x bag size: a random ranking finds 40% of the positives
-            ax.axhline(0.4, color="gray", linestyle=":", label="chance (random ranking)")
+        ax.axhline(chance, color="gray", linestyle=":")
         ax.set_xscale("log")
+        ax.set_xticks(rates, [f"{r:g}" for r in rates])
+        ax.minorticks_off()
         ax.set_xlabel("witness rate (%)")
-        ax.set_title(title)
+        ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
-    axes[0].legend()
-    axes[1].legend(handles=axes[1].get_legend_handles_labels()[0][:1], loc="upper left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False)
+    fig.text(0.99, 0.01, "dotted: chance", ha="right", fontsize=8, color="gray")
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    fig.savefig(out / "results.png", dpi=120)
     plt.close(fig)
 
 

@@ -67,7 +67,7 @@ class SynthConfig:
     witness_rate: float = 0.05  # fraction of abnormal cells in an abnormal bag
     image_size: int = 72  # px; the real data set has 250
     seed: int = 0
-    difficulty: float = 0.6  # 0 = distinct .. 1 = identical; 0.6: cell classifier AUC 0.934 (experiment cell-auc)
+    difficulty: float = 0.6  # 0 distinct .. 1 identical; 0.6: cell classifier AUC 0.934 (cell-auc)
     null: bool = False  # abnormal cells drawn exactly like normal ones
     bag_size_jitter: float = 0.2  # bag size drawn uniformly in cells_per_bag * (1 +- jitter)
     test_fraction: float = 0.25  # bags held out for testing, stratified by label
