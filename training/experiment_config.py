@@ -27,10 +27,10 @@ class SweepConfig:
 
 
 PRESETS = {
-    # 2 CPU cores, about 75 minutes: 120 bags of 200 cells (41 held out per witness rate and
-    # seed, so a bag AUC's standard error is <= 0.05; 0.5% is one cell, 1% two), 40 px cells
-    # cropped to 32, a narrow ResNet18, 4 epochs. Measured: a data set 26 s, a SLAM-AGS run
-    # 80 s, SimCLR 63 s, the oracle row 15 s; 3 witness rates x 3 seeds x 6 pretrained rows.
+    # 2 CPU cores, 67 minutes measured (63 runs): 120 bags of 200 cells (40 held out per
+    # witness rate and seed, so the mean bag AUC over 3 seeds has a standard error of about
+    # 0.05; 0.5% is one abnormal cell per bag, 1% two), 40 px cells cropped to 32, a narrow
+    # ResNet18, 4 epochs. A data set 26 s, a SLAM-AGS run 80 s, SimCLR 63 s, the oracle 15 s.
     "cpu": SweepConfig(
         witness_rates=(0.10, 0.01, 0.005),
         synth=SynthConfig(
