@@ -480,6 +480,8 @@ def test_ctrl_c_and_sigterm_keep_the_bags_done_and_say_how_to_resume(server, tin
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            # as from a terminal: a job started with & in a script inherits SIGINT ignored
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         while proc.poll() is None and not list(out.glob("b*.json")):
             time.sleep(0.02)
