@@ -4,6 +4,7 @@ import json
 import re
 import socket
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -360,6 +361,10 @@ def test_tls_serves_a_client_that_trusts_it_and_refuses_a_plain_one(
     cert, key = certificate
     running = start_server(tiny_repository, tmp_path, extra=("--tls-cert", str(cert), "--tls-key", str(key)))
     try:
+        # the line comes after the models answer ready (which start_server waits for)
+        deadline = time.monotonic() + 30
+        while "gRPC (TLS)" not in running.log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
         assert "gRPC (TLS)" in running.log.read_text()
         r = run_cli(
             "infer",
