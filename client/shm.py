@@ -21,27 +21,15 @@ import contextlib
 import os
 import secrets
 from multiprocessing.shared_memory import SharedMemory
-from pathlib import Path
 
 import numpy as np
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from slamctl import contract
+from slamctl import contract, segments
 from slamctl.errors import SlamError
 
 PREFIX = "slamctl_client_"  # region names and /dev/shm keys: slamctl_client_<pid>_<random>_<role>
-SHM_DIR = Path("/dev/shm")
-
-
-def _pid_of(name: str) -> int | None:
-    pid = name.removeprefix(PREFIX).split("_", 1)[0]
-    return int(pid) if name.startswith(PREFIX) and pid.isdigit() else None
-
-
-def _dead(name: str) -> bool:
-    pid = _pid_of(name)
-    return pid is not None and not Path(f"/proc/{pid}").exists()
 
 
 def remove_stale(
@@ -52,15 +40,10 @@ def remove_stale(
     removed = []
     status = client.get_system_shared_memory_status(headers=headers, client_timeout=timeout)
     for name in status.regions:
-        if _dead(name):
+        if segments.owner_gone(name, PREFIX, "_"):
             client.unregister_system_shared_memory(name, headers=headers, client_timeout=timeout)
             removed.append(name)
-    for path in SHM_DIR.glob(PREFIX + "*") if SHM_DIR.is_dir() else ():
-        if _dead(path.name):
-            with contextlib.suppress(OSError):
-                path.unlink()
-                removed.append(path.name)
-    return removed
+    return removed + [path.name for path in segments.remove_orphans(PREFIX, "_")]
 
 
 class SharedRegions:

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from serving import proxy_fix
-from slamctl import contract, shm_token
+from slamctl import contract, segments, shm_token
 from slamctl.errors import SlamError
 
 log = logging.getLogger(__name__)
@@ -252,29 +252,21 @@ def read_card(repository: Path) -> bytes:
     return newest_card_path(repository).read_bytes()
 
 
-SHM_DIR = Path("/dev/shm")
+SHM_DIR = segments.SHM_DIR
+PYTRITON_PREFIX = "pytrtion"  # PyTriton's segments: pytrtion<pid>-... (its spelling)
 
 
 def shm_segments(pid: int | None = None) -> list[Path]:
-    """PyTriton's shared-memory segments (`pytrtion<pid>-...`, its spelling) of process `pid`,
-    or of every process."""
+    """PyTriton's shared-memory segments of process `pid`, or of every process."""
     if not SHM_DIR.is_dir():
         return []
-    return sorted(SHM_DIR.glob(f"pytrtion{pid}-*" if pid is not None else "pytrtion*"))
+    return sorted(SHM_DIR.glob(f"{PYTRITON_PREFIX}{pid}-*" if pid is not None else f"{PYTRITON_PREFIX}*"))
 
 
 def remove_stale_shm() -> list[Path]:
     """Remove the segments of `slamctl serve` processes that no longer exist (one killed with
     SIGKILL cannot clean up after itself); the segments of live servers are kept."""
-    removed = []
-    for path in shm_segments():
-        pid = path.name.removeprefix("pytrtion").split("-", 1)[0]
-        if not pid.isdigit() or Path(f"/proc/{pid}").exists():
-            continue
-        with contextlib.suppress(OSError):
-            path.unlink()
-            removed.append(path)
-    return removed
+    return segments.remove_orphans(PYTRITON_PREFIX, "-", SHM_DIR)
 
 
 def serve(settings: ServerSettings, *, on_ready: Callable[[list[ServedModel]], None] | None = None) -> None:
