@@ -88,7 +88,7 @@ def infer_bag(
             "too_large",
             f"{bag}: {len(files)} files, the server accepts bags of at most {models.max_bag} cells",
         )
-    batch_size = min(models.settings.batch_size, models.max_batch)
+    batch_size = models.batch_size
     names, skipped, batch, digests = [], list(not_cells), [], []
     lookahead = batch_size * (models.settings.concurrency + 1)
     raw = models.settings.wire == "encoded"  # the files' bytes go to the server, which decodes them

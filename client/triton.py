@@ -123,7 +123,8 @@ class TritonModels:
             ) from None
         self.size = int(enc.input[0].dims[0])  # S: never hard-coded, read from the server
         self.dim = int(enc.output[0].dims[0])
-        self.max_batch = int(enc.max_batch_size) or settings.batch_size
+        # cells per encoder request: --batch-size, at most the encoder's max_batch_size
+        self.batch_size = min(settings.batch_size, int(enc.max_batch_size) or settings.batch_size)
         self.card = read_card(self.client, settings.url, wait)
         self.threshold = float(self.card["threshold"])  # chosen on validation bags by `train mil`
         self.image_size = int(self.card["image_size"])  # the training image size (see prepare_cell)
@@ -141,12 +142,11 @@ class TritonModels:
                 f"--shm: the server refused its shared-memory API ({e.message()}): "
                 "is it the `slamctl serve` on this host?"
             ) from None
-        batch = min(self.settings.batch_size, self.max_batch)
         return SharedRegions(
             self.client,
             headers,
             slots=self.settings.concurrency,
-            slot_bytes=batch * self.size * self.size * 3 if self.settings.wire == "pixels" else 0,
+            slot_bytes=self.batch_size * self.size * self.size * 3 if self.settings.wire == "pixels" else 0,
             max_cells=self.max_bag,
             dim=self.dim,
             timeout=wait,

@@ -31,19 +31,26 @@ def varint(n: int) -> bytes:
     return bytes(out)
 
 
-def infer_request(model: str, name: str, tensor: np.ndarray, outputs: list[str]) -> bytes:
-    """The serialised ModelInferRequest of one input tensor (C-contiguous, little-endian)."""
-    if tensor.dtype not in _DATATYPES or not tensor.flags.c_contiguous:
-        raise ValueError(f"{name}: expected a C-contiguous float32 or uint8 array, got {tensor.dtype}")
-    header = service_pb2.ModelInferRequest(
+def _request(
+    model: str, name: str, datatype: str, shape: tuple[int, ...], outputs: list[str], parameters=None
+) -> bytes:
+    """A serialised ModelInferRequest of one input tensor, without the tensor's contents."""
+    return service_pb2.ModelInferRequest(
         model_name=model,
         inputs=[
             service_pb2.ModelInferRequest.InferInputTensor(
-                name=name, datatype=_DATATYPES[tensor.dtype], shape=tensor.shape
+                name=name, datatype=datatype, shape=shape, parameters=parameters
             )
         ],
         outputs=[service_pb2.ModelInferRequest.InferRequestedOutputTensor(name=o) for o in outputs],
     ).SerializeToString()
+
+
+def infer_request(model: str, name: str, tensor: np.ndarray, outputs: list[str]) -> bytes:
+    """The serialised ModelInferRequest of one input tensor (C-contiguous, little-endian)."""
+    if tensor.dtype not in _DATATYPES or not tensor.flags.c_contiguous:
+        raise ValueError(f"{name}: expected a C-contiguous float32 or uint8 array, got {tensor.dtype}")
+    header = _request(model, name, _DATATYPES[tensor.dtype], tensor.shape, outputs)
     return b"".join((header, _RAW_INPUT_CONTENTS, varint(tensor.nbytes), tensor))
 
 
@@ -56,12 +63,4 @@ def shm_request(
         "shared_memory_region": service_pb2.InferParameter(string_param=region[0]),
         "shared_memory_byte_size": service_pb2.InferParameter(int64_param=region[1]),
     }
-    return service_pb2.ModelInferRequest(
-        model_name=model,
-        inputs=[
-            service_pb2.ModelInferRequest.InferInputTensor(
-                name=name, datatype=datatype, shape=shape, parameters=parameters
-            )
-        ],
-        outputs=[service_pb2.ModelInferRequest.InferRequestedOutputTensor(name=o) for o in outputs],
-    ).SerializeToString()
+    return _request(model, name, datatype, shape, outputs, parameters)
