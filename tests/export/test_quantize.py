@@ -50,27 +50,11 @@ def test_int8_export_writes_a_cpu_repository_with_a_quantised_encoder(int8_repos
 
 
 def test_int8_validation_needs_held_out_bags(int8_repository, tiny_models):
-    r = run_cli(
-        "export",
-        "validate",
-        int8_repository,
-        "--encoder",
-        tiny_models.encoder,
-        "--aggregator",
-        tiny_models.aggregator,
-    )
+    args = ("export", "validate", int8_repository, "--encoder", tiny_models.encoder)
+    args += ("--aggregator", tiny_models.aggregator)
+    r = run_cli(*args)
     assert r.code == 1 and "INT8: held-out bags to compare with FP32 (--bags)" in r.err
-    r = run_cli(
-        "export",
-        "validate",
-        int8_repository,
-        "--encoder",
-        tiny_models.encoder,
-        "--aggregator",
-        tiny_models.aggregator,
-        "--bags",
-        tiny_models.bags,
-    )
+    r = run_cli(*args, "--bags", tiny_models.bags)
     assert "INT8: top-" in r.out and "parity with PyTorch" not in r.out  # INT8 is held to decisions
 
 
