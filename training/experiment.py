@@ -364,25 +364,27 @@ def cell_classifier_auc(synth: SynthConfig, pretrain_cfg: PretrainConfig, out: P
     Measures how hard the synthetic abnormal cells are to tell apart from normal ones, one
     cell at a time (the synthetic set aims at an AUC of about 0.85 to 0.9). The classifier is
     the sweep's encoder-ceiling reference: `cell-supervised` pretraining on the train bags
-    (OUT/encoder, resumable); its classification head scores every cell of the test bags.
+    (OUT/encoder, resumable); every cell is embedded as the sweep embeds it (OUT/embeddings),
+    and the encoder's classification head scores the cells of the test bags.
     """
     import torch
 
-    from slamctl.images import fit_square, load_rgb
     from training.bagset import load_bags, read_cell_truth
-    from training.encoder import center_crop, load_encoder, uint8_to_input
+    from training.embed import load_embedded
+    from training.encoder import load_encoder
 
-    data = Path(out) / "bags"
+    data, out = Path(out) / "bags", Path(out)
     generate(synth, data)
     size = synth.image_size
     cfg = replace(pretrain_cfg, method="cell-supervised", image_size=size, crop_size=size - size // 8)
-    model, _ = load_encoder(pretrain(cfg, data, Path(out) / "encoder", resume=True))
+    ckpt = pretrain(cfg, data, out / "encoder", resume=True)
+    embed_bags(ckpt, data, out / "embeddings", features="h", num_workers=0)
+    model, _ = load_encoder(ckpt)
     truth = read_cell_truth(data)
-    cells = [(f, truth[(b.bag_id, f.name)]) for b in load_bags(data, "test") for f in b.files]
-    scores = []
+    labels, scores = [], []
     with torch.no_grad():
-        for start in range(0, len(cells), 256):
-            batch = [fit_square(load_rgb(f), cfg.image_size) for f, _ in cells[start : start + 256]]
-            h, _ = model(center_crop(uint8_to_input(torch.from_numpy(np.stack(batch))), cfg.crop_size))
-            scores.append(torch.softmax(model.classify(h), 1)[:, 1])
-    return roc_auc(np.array([t for _, t in cells]), torch.cat(scores).numpy())
+        for bag in load_bags(data, "test"):
+            cells = load_embedded(out / "embeddings" / f"{bag.bag_id}.npz")
+            scores.append(torch.softmax(model.classify(torch.from_numpy(cells.features)), 1)[:, 1].numpy())
+            labels += [truth[(bag.bag_id, name)] for name in cells.names]
+    return roc_auc(np.array(labels), np.concatenate(scores))
