@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import tempfile
 from dataclasses import replace
@@ -30,7 +31,8 @@ from client_pipeline import infer_with_rss
 from random_models import make_repository
 
 from serving.launcher import start_server, stop_server
-from training.pretrain_config import PRESETS
+from slamctl import contract
+from training.pretrain_config import PRESETS, PretrainConfig
 from training.synthetic import SynthConfig, generate
 
 PATHS = {  # name: extra options of slamctl infer
@@ -46,14 +48,21 @@ def bag_seconds(bag: Path, url: str, out: Path, extra: tuple[str, ...]) -> float
     return json.loads((out / f"{bag.name}.json").read_text())["timings"]["total_s"]
 
 
-def speed(tmp: Path, cells: int, repeats: int) -> None:
-    """1. The bag's time each way (full-size models; the server uses the GPU where there is one)."""
+def served_provider(log: Path) -> str:
+    """The execution provider of the server's encoder session, as `slamctl serve` logged it."""
+    found = re.search(rf"loaded {contract.ENCODER} version \d+ \(.*\) on (\w+)", log.read_text())
+    return found.group(1) if found else "unknown (no load line in the server's log)"
+
+
+def speed(tmp: Path, cells: int, repeats: int, cfg: PretrainConfig | None = None) -> str:
+    """1. The bag's time each way (full-size models unless `cfg`; the server uses the GPU where
+    there is one). Returns the execution provider the server's encoder ran on."""
     tmp.mkdir(parents=True, exist_ok=True)
     generate(
         SynthConfig(bags=2, cells_per_bag=cells, bag_size_jitter=0, image_size=250, null=True), tmp / "bags"
     )
     bag = tmp / "bags" / "bag_0000"
-    _, repo = make_repository(tmp / "full")
+    pair, repo = make_repository(tmp / "full", cfg)
     server = start_server(repo, tmp, threads=0)
     try:
         times = {name: [] for name in PATHS}
@@ -63,13 +72,18 @@ def speed(tmp: Path, cells: int, repeats: int) -> None:
                 times[name].append(bag_seconds(bag, server.grpc_url, out, extra))
     finally:
         stop_server(server.process)
-    print(f"1. {cells} cells of 250 px, ResNet18 at 224 px, median of {repeats} runs (bag time):")
+    provider = served_provider(server.log)
+    print(
+        f"   {cells} cells of 250 px, encoder at {pair.size} px (D={pair.dim}) on the server's {provider}, "
+        f"median of {repeats} runs (bag time):"
+    )
     for wire in ("pixels", "encoded"):
         grpc, shm = (statistics.median(times[f"{wire}, {how}"]) for how in ("gRPC", "--shm"))
         print(
             f"   {wire:<8} gRPC {grpc:6.2f} s ({cells / grpc:6.1f} cells/s)   "
             f"--shm {shm:6.2f} s ({cells / shm:6.1f} cells/s)   cells/s ratio --shm / gRPC {grpc / shm:.3f}"
         )
+    return provider
 
 
 def memory(tmp: Path) -> None:
@@ -108,6 +122,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         if args.only != "memory":
+            print("1. Cells per second, gRPC against --shm:")
             speed(Path(tmp), args.cells, args.repeats)
         if args.only != "speed":
             memory(Path(tmp))

@@ -13,6 +13,7 @@ puts the interpreter's LIBDIR at the front of LD_LIBRARY_PATH before Triton star
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -153,15 +154,20 @@ def gpu_visible() -> bool:
     return os.path.exists("/dev/nvidiactl")
 
 
-def providers() -> list[str]:
+@functools.cache
+def providers() -> tuple[str, ...]:
     """CUDA when a GPU is visible and onnxruntime-gpu offers it (asking otherwise prints a
-    long error before falling back); CPU always last."""
+    long error before falling back); CPU always last. With CUDA, CUDA's and cuDNN's libraries
+    are loaded first from the nvidia-* wheels beside onnxruntime-gpu, as `import torch` would
+    load them (this process imports no torch); without them ONNX Runtime falls back to the
+    CPU, and the log line of each model names the provider in use."""
     import onnxruntime as ort
 
-    chosen = []
-    if gpu_visible() and "CUDAExecutionProvider" in ort.get_available_providers():
-        chosen.append("CUDAExecutionProvider")
-    return chosen + ["CPUExecutionProvider"]
+    if not (gpu_visible() and "CUDAExecutionProvider" in ort.get_available_providers()):
+        return ("CPUExecutionProvider",)
+    if hasattr(ort, "preload_dlls"):  # ONNX Runtime >= 1.21
+        ort.preload_dlls()
+    return ("CUDAExecutionProvider", "CPUExecutionProvider")
 
 
 def make_session(model: ServedModel, threads: int):
@@ -171,7 +177,7 @@ def make_session(model: ServedModel, threads: int):
     if threads:
         options.intra_op_num_threads = threads
     try:
-        return ort.InferenceSession(str(model.onnx_path), sess_options=options, providers=providers())
+        return ort.InferenceSession(str(model.onnx_path), sess_options=options, providers=list(providers()))
     except Exception as e:  # ONNX Runtime raises its own exception types
         raise SlamError(f"{model.onnx_path}: ONNX Runtime cannot load it ({type(e).__name__})") from None
 
