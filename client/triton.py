@@ -365,7 +365,13 @@ def read_card(client: grpcclient.InferenceServerClient, url: str, wait: float) -
         result = client.infer(contract.MODEL_CARD, [request], client_timeout=wait)
     except InferenceServerException as e:
         raise SlamError(f"{url}: the server did not give its model card ({e.message()})") from None
-    return parse_card(result.as_numpy(contract.CARD)[0], f"{url} {contract.MODEL_CARD}")
+    try:
+        data = result.as_numpy(contract.CARD)[0]
+    except ValueError as e:  # e.g. an empty BYTES output, as PyTriton under numpy 2 sends it
+        raise SlamError(
+            f"{url} {contract.MODEL_CARD}: the server sent no readable model card ({e})"
+        ) from None
+    return parse_card(data, f"{url} {contract.MODEL_CARD}")
 
 
 def unreachable(url: str, ssl: bool = False) -> SlamError:

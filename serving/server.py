@@ -275,6 +275,17 @@ def remove_stale_shm() -> list[Path]:
     return segments.remove_orphans(PYTRITON_PREFIX, "-", SHM_DIR)
 
 
+def check_numpy() -> None:
+    """PyTriton 0.7.0 under numpy 2 sends BYTES outputs empty: the model card arrives as an
+    empty array, and every client stops there. Its metadata asks for numpy < 2, which an
+    install with --no-deps skips (a GPU host's own numpy, say): refuse to start instead."""
+    if int(np.__version__.split(".")[0]) >= 2:
+        raise SlamError(
+            f"numpy {np.__version__} is installed, but the embedded Triton (PyTriton 0.7.0) needs "
+            "numpy < 2 (under numpy 2 it sends the model card empty): pip install 'numpy<2'"
+        )
+
+
 def serve(settings: ServerSettings, *, on_ready: Callable[[list[ServedModel]], None] | None = None) -> None:
     """Start Triton, bind the served models (encoder, aggregator, file encoder, model card),
     serve until SIGTERM or Ctrl-C, then stop cleanly.
@@ -283,6 +294,7 @@ def serve(settings: ServerSettings, *, on_ready: Callable[[list[ServedModel]], N
     report a clean stop then. PyTriton starts tritonserver with PR_SET_PDEATHSIG, so a
     killed `slamctl serve` takes its Triton with it.
     """
+    check_numpy()
     from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
     from pytriton.triton import Triton, TritonConfig, TritonSecurityConfig
 

@@ -195,6 +195,15 @@ class TestBadInput:
             r.code == 1 and "checksum slam_encoder/1/model.onnx" in r.err and r.err.strip().count("\n") == 0
         )
 
+    def test_numpy_2_is_refused_before_the_server_starts(self, tiny_repository, monkeypatch):
+        """Under numpy 2 PyTriton 0.7.0 sends the model card empty (seen with numpy 2.4.6)."""
+        import numpy as np
+
+        monkeypatch.setattr(np, "__version__", "2.4.6")
+        r = self.serve(tiny_repository)
+        assert r.code == 1 and r.err.strip().count("\n") == 0
+        assert "numpy 2.4.6 is installed, but the embedded Triton (PyTriton 0.7.0) needs numpy < 2" in r.err
+
     def test_port_in_use(self, tiny_repository):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
