@@ -276,9 +276,9 @@ def remove_stale_shm() -> list[Path]:
 
 
 def check_numpy() -> None:
-    """PyTriton 0.7.0 under numpy 2 sends BYTES outputs empty: the model card arrives as an
-    empty array, and every client stops there. Its metadata asks for numpy < 2, which an
-    install with --no-deps skips (a GPU host's own numpy, say): refuse to start instead."""
+    """PyTriton 0.7.0 under numpy 2 sent the model card (a BYTES output) empty, numpy 2.4.6
+    seen, and every client stops at the card. Its metadata asks for numpy < 2, which an
+    install with --no-deps skips (into a GPU host's own Python, say): refuse to start instead."""
     if int(np.__version__.split(".")[0]) >= 2:
         raise SlamError(
             f"numpy {np.__version__} is installed, but the embedded Triton (PyTriton 0.7.0) needs "
