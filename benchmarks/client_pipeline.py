@@ -48,7 +48,7 @@ def infer_with_rss(bag: Path, url: str, out: Path, *extra: str) -> tuple[float, 
     """(wall seconds, max RSS in MiB) of one `slamctl infer` process."""
     code = (
         "import resource, subprocess, sys, time; t = time.perf_counter(); "
-        "r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); "
+        "r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL); "
         "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, r.returncode)"
     )
     cmd = [
@@ -66,9 +66,11 @@ def infer_with_rss(bag: Path, url: str, out: Path, *extra: str) -> tuple[float, 
         "10",
         *extra,
     ]
-    wall, rss_kib, rc = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.split()
+    run = subprocess.run(cmd, capture_output=True, text=True, check=True)  # stderr: slamctl's
+    wall, rss_kib, rc = run.stdout.split()
     if rc != "0":
-        raise SystemExit(f"slamctl infer failed on {bag} (exit {rc})")
+        last = (run.stderr.strip().splitlines() or ["no message"])[-1]
+        raise SystemExit(f"slamctl infer failed on {bag} (exit {rc}): {last}")
     return float(wall), int(rss_kib) // 1024
 
 

@@ -13,6 +13,7 @@ from slamctl import contract
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+import client_pipeline  # noqa: E402
 import gpu_export_check  # noqa: E402
 import shared_memory  # noqa: E402
 
@@ -61,3 +62,10 @@ def test_the_servers_provider_is_read_from_its_log(tmp_path):
     assert shared_memory.served_provider(log) == "CUDAExecutionProvider"
     log.write_text("tritonserver exited\n")
     assert shared_memory.served_provider(log).startswith("unknown")
+
+
+def test_a_failed_client_run_says_why(tiny_bags, tmp_path):
+    """The served part's clients run as subprocesses: their one-line error comes back."""
+    bag = next(p for p in sorted(tiny_bags.iterdir()) if p.is_dir())
+    with pytest.raises(SystemExit, match=r"exit 1\): error: cannot reach a Triton server at 127.0.0.1:1"):
+        client_pipeline.infer_with_rss(bag, "127.0.0.1:1", tmp_path / "out")
