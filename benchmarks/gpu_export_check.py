@@ -23,6 +23,7 @@ there is no GPU (tests/benchmarks), so a GPU host's scarce time is not lost to a
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -149,6 +150,13 @@ def main() -> int:
             f"no GPU here (CUDA visible: {gpu_present()}, ONNX Runtime providers: {available}): nothing to check"
         )
         return 0
+    if not args.rehearse:
+        import torch
+
+        print(
+            f"GPU: {torch.cuda.get_device_name(0)}; torch {torch.__version__} (CUDA {torch.version.cuda}), "
+            f"{os.cpu_count()} CPU cores"
+        )
     from random_models import make_checkpoints
     from shared_memory import speed as served_paths
 
