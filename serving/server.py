@@ -262,11 +262,10 @@ SHM_DIR = segments.SHM_DIR
 PYTRITON_PREFIX = "pytrtion"  # PyTriton's segments: pytrtion<pid>-... (its spelling)
 
 
-def shm_segments(pid: int | None = None) -> list[Path]:
-    """PyTriton's shared-memory segments of process `pid`, or of every process."""
-    if not SHM_DIR.is_dir():
-        return []
-    return sorted(SHM_DIR.glob(f"{PYTRITON_PREFIX}{pid}-*" if pid is not None else f"{PYTRITON_PREFIX}*"))
+def shm_segments(pid: int) -> list[Path]:
+    """PyTriton's shared-memory segments of process `pid` (those of every dead process:
+    remove_stale_shm)."""
+    return sorted(SHM_DIR.glob(f"{PYTRITON_PREFIX}{pid}-*")) if SHM_DIR.is_dir() else []
 
 
 def remove_stale_shm() -> list[Path]:
