@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import time
 from multiprocessing.shared_memory import SharedMemory
 
 import numpy as np
@@ -30,6 +31,7 @@ from slamctl import contract, segments
 from slamctl.errors import SlamError
 
 PREFIX = "slamctl_client_"  # region names and /dev/shm keys: slamctl_client_<pid>_<random>_<role>
+IN_USE = "it is currently in use"  # Triton's refusal to unregister a region a request still uses
 
 
 def remove_stale(
@@ -87,6 +89,18 @@ class SharedRegions:
             ) from None
         self._registered.append(name)
 
+    def _unregister(self, name: str, deadline: float) -> None:
+        while True:
+            try:
+                self.client.unregister_system_shared_memory(
+                    name, headers=self.headers, client_timeout=max(deadline - time.monotonic(), 0.1)
+                )
+                return
+            except InferenceServerException as e:
+                if IN_USE not in (e.message() or "") or time.monotonic() > deadline:
+                    return
+                time.sleep(0.02)
+
     def write_images(self, slot: int, batch: np.ndarray) -> int:
         """Copy one request's images into its slot; returns the slot's offset in the region."""
         if batch.nbytes > self.slot_bytes:
@@ -108,12 +122,13 @@ class SharedRegions:
         return np.ndarray((n, self.dim), np.float32, buffer=self._segments[self.embeddings_name].buf)
 
     def close(self) -> None:
-        """Unregister (a dead server cannot be told: it is not waited for) and unlink both."""
+        """Unregister and unlink both. After Ctrl-C the interrupted bag's requests may still
+        run on the server, which refuses to unregister a region they use: that is retried
+        until they end, for 5 s at most. A dead server cannot be told and is not waited for;
+        a region left registered is removed by the next run (`remove_stale`)."""
+        deadline = time.monotonic() + min(self.timeout, 5.0)
         for name in self._registered:
-            with contextlib.suppress(InferenceServerException):
-                self.client.unregister_system_shared_memory(
-                    name, headers=self.headers, client_timeout=min(self.timeout, 5.0)
-                )
+            self._unregister(name, deadline)
         self._registered = []
         for segment in self._segments.values():
             with contextlib.suppress(BufferError):  # a view still referenced: unmapped at exit

@@ -7,6 +7,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 
@@ -15,7 +16,7 @@ from client.run import infer_bag
 from client.shm import PREFIX
 from client.triton import ClientSettings, TritonModels
 from serving.launcher import start_server, stop_server
-from slamctl import shm_token
+from slamctl import contract, shm_token
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.slow
@@ -90,6 +91,22 @@ def test_a_server_killed_mid_bag_leaves_no_region(tiny_repository, tiny_bags, tm
     finally:
         stop_server(running.process)
     assert not shm_token.token_path(int(running.grpc_url.rsplit(":", 1)[1])).exists()
+
+
+def test_close_unregisters_regions_that_requests_in_flight_still_use(server):
+    # as after Ctrl-C mid-bag: Triton refuses to unregister a region in use until its requests end
+    settings = ClientSettings(
+        url=server.grpc_url, batch_size=64, concurrency=1, retries=0, backoff=0.2, shm=True
+    )
+    models = TritonModels(settings)
+    images = np.zeros((models.batch_size, models.size, models.size, 3), np.uint8)
+    pixels = grpcclient.InferInput(contract.IMAGES, list(images.shape), "UINT8")
+    pixels.set_data_from_numpy(images)
+    for i in range(4):
+        rows = models.shared.embeddings_output(i * models.batch_size, models.batch_size)
+        models.client.async_infer(contract.ENCODER, [pixels], lambda result, error: None, outputs=[rows])
+    models.close()
+    assert registered(server.grpc_url) == [] and segments() == []
 
 
 def test_shm_needs_the_token_of_a_server_on_this_host(server, tiny_bags, tmp_path):
