@@ -36,10 +36,10 @@ from pathlib import Path
 
 from random_models import make_repository
 
-from serving.launcher import start_server, stop_server
 from slamctl.images import prepare_cell
-from training.pretrain_config import PRESETS
-from training.synthetic import SynthConfig, generate
+from slamctl.serving.launcher import start_server, stop_server
+from slamctl.training.pretrain_config import PRESETS
+from slamctl.training.synthetic import SynthConfig, generate
 
 SLAMCTL = shutil.which("slamctl", path=str(Path(sys.executable).parent)) or "slamctl"
 

@@ -1,7 +1,7 @@
 """Embedding throughput: batched (slamctl) vs one image at a time (the reference code).
 
 Both runs use the same encoder (full-size ResNet18 at 224 px from 250 px cells), the same
-bag and the same function, `training.embed.embed_bags`, in one process; only the batch
+bag and the same function, `slamctl.training.embed.embed_bags`, in one process; only the batch
 size differs. Prints cells per second for each and their ratio.
 
     python benchmarks/embed_throughput.py              # 256 cells, batch 64 vs 1
@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 from random_models import make_checkpoints
 
-from training.embed import embed_bags
-from training.synthetic import SynthConfig, generate
+from slamctl.training.embed import embed_bags
+from slamctl.training.synthetic import SynthConfig, generate
 
 
 def main() -> None:

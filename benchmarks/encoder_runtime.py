@@ -20,8 +20,8 @@ import onnxruntime as ort
 import torch
 from random_models import make_checkpoints
 
-from export.onnx_export import AggregatorGraph, EncoderGraph, export_pair
 from slamctl import contract
+from slamctl.export.onnx_export import AggregatorGraph, EncoderGraph, export_pair
 
 
 def timed(fn, repeats: int) -> float:
@@ -46,8 +46,8 @@ def main() -> None:
         tmp = Path(tmp)
         enc_ckpt, agg_ckpt = make_checkpoints(tmp)
         pair = export_pair(enc_ckpt, agg_ckpt, tmp)
-        from training.encoder import load_encoder
-        from training.mil import load_mil
+        from slamctl.training.encoder import load_encoder
+        from slamctl.training.mil import load_mil
 
         encoder = EncoderGraph(load_encoder(enc_ckpt)[0], "z").eval()
         aggregator = AggregatorGraph(load_mil(agg_ckpt)[0]).eval()

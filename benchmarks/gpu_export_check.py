@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.pretrain_config import PRESETS
+from slamctl.training.pretrain_config import PRESETS
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
@@ -86,8 +86,8 @@ def check_runtime(tmp: Path, pair, available: list[str], rehearse: bool) -> bool
     """Parity and throughput per provider; False when a provider that should run did not."""
     import onnxruntime as ort
 
-    from export.validate import same_top_cells
     from slamctl import contract
+    from slamctl.export.validate import same_top_cells
 
     rng = np.random.default_rng(0)
     images = {b: rng.integers(0, 256, (b, pair.size, pair.size, 3), dtype=np.uint8) for b in (64, 256)}
@@ -160,8 +160,8 @@ def main() -> int:
     from random_models import make_checkpoints
     from shared_memory import speed as served_paths
 
-    from export.onnx_export import export_pair
     from slamctl.errors import SlamError
+    from slamctl.export.onnx_export import export_pair
 
     cfg = PRESETS[args.preset]
     with tempfile.TemporaryDirectory() as tmp:

@@ -29,12 +29,12 @@ import onnxruntime as ort
 from encoder_runtime import timed
 from random_models import make_checkpoints
 
-from export.onnx_export import export_pair
-from export.quantize import calibration_cells, check_int8, quantize_encoder
 from slamctl import contract
-from training.bagset import load_bags
-from training.metrics import default_top_k
-from training.mil import load_mil, stored_threshold
+from slamctl.export.onnx_export import export_pair
+from slamctl.export.quantize import calibration_cells, check_int8, quantize_encoder
+from slamctl.training.bagset import load_bags
+from slamctl.training.metrics import default_top_k
+from slamctl.training.mil import load_mil, stored_threshold
 
 
 def cells_per_second(path: Path, images: np.ndarray, repeats: int) -> float:

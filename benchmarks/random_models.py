@@ -8,10 +8,10 @@ from pathlib import Path
 
 import torch
 
-from training.checkpoint import ENCODER_KIND, MIL_KIND, save_checkpoint
-from training.encoder import Encoder
-from training.mil import MilConfig, build_aggregator
-from training.pretrain_config import PretrainConfig
+from slamctl.training.checkpoint import ENCODER_KIND, MIL_KIND, save_checkpoint
+from slamctl.training.encoder import Encoder
+from slamctl.training.mil import MilConfig, build_aggregator
+from slamctl.training.pretrain_config import PretrainConfig
 
 
 def make_checkpoints(folder: Path, cfg: PretrainConfig | None = None) -> tuple[Path, Path]:
@@ -46,8 +46,8 @@ def make_checkpoints(folder: Path, cfg: PretrainConfig | None = None) -> tuple[P
 
 def make_repository(folder: Path, cfg: PretrainConfig | None = None):
     """Both models exported to ONNX under `folder` and written to `folder/repo`: (pair, repo)."""
-    from export.onnx_export import export_pair
-    from export.repository import write_repository
+    from slamctl.export.onnx_export import export_pair
+    from slamctl.export.repository import write_repository
 
     pair = export_pair(*make_checkpoints(folder, cfg), folder)
     write_repository(pair, folder / "repo")

@@ -29,8 +29,8 @@ import numpy as np
 import onnxruntime as ort
 import tritonclient.grpc as grpcclient
 
-from serving.launcher import start_server, stop_server
 from slamctl import contract
+from slamctl.serving.launcher import start_server, stop_server
 
 
 def request(client, images: np.ndarray) -> None:

@@ -30,10 +30,10 @@ from pathlib import Path
 from client_pipeline import infer_with_rss
 from random_models import make_repository
 
-from serving.launcher import start_server, stop_server
 from slamctl import contract
-from training.pretrain_config import PRESETS, PretrainConfig
-from training.synthetic import SynthConfig, generate
+from slamctl.serving.launcher import start_server, stop_server
+from slamctl.training.pretrain_config import PRESETS, PretrainConfig
+from slamctl.training.synthetic import SynthConfig, generate
 
 PATHS = {  # name: extra options of slamctl infer
     "pixels, gRPC": ("--wire", "pixels"),

@@ -18,10 +18,10 @@ import time
 
 import torch
 
-from training.augment import StrongView
-from training.encoder import Encoder
-from training.pretrain import GradientBuffers, task_losses, train_step, trainable_parameters
-from training.pretrain_config import PretrainConfig
+from slamctl.training.augment import StrongView
+from slamctl.training.encoder import Encoder
+from slamctl.training.pretrain import GradientBuffers, task_losses, train_step, trainable_parameters
+from slamctl.training.pretrain_config import PretrainConfig
 
 
 def plain_sum_step(model, optimizer, pos, neg, cfg, strong) -> None:

@@ -30,8 +30,8 @@ from pathlib import Path
 from PIL import Image
 from random_models import make_repository
 
-from serving.launcher import start_server, stop_server
-from training.synthetic import SynthConfig, generate
+from slamctl.serving.launcher import start_server, stop_server
+from slamctl.training.synthetic import SynthConfig, generate
 
 SLAMCTL = shutil.which("slamctl", path=str(Path(sys.executable).parent)) or "slamctl"
 

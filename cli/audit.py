@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from cli.console import err
-from cli.console import out as stdout
+from slamctl.cli.console import err
+from slamctl.cli.console import out as stdout
 
 app = typer.Typer(help="Check the audit log of `slamctl infer --audit-log` against the result files.")
 
@@ -20,9 +20,9 @@ def verify(
 ) -> None:
     """Check the log's hash chain and that every result file is the one its bag's latest line
     describes; a changed, unlogged or missing result is reported, and the exit status is 1."""
-    from client.audit import verify as check
-    from client.results import FORMATS
-    from client.run import RUN_FILES
+    from slamctl.client.audit import verify as check
+    from slamctl.client.results import FORMATS
+    from slamctl.client.run import RUN_FILES
     from slamctl.errors import SlamError
 
     if not results.is_dir():

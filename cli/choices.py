@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from enum import Enum
 
-from client.results import FORMATS
-from client.triton import WIRES
-from training.choices import AGGREGATORS, FEATURES, PRETRAIN_METHODS, PRETRAIN_PRESETS, SWEEP_PRESETS
+from slamctl.client.results import FORMATS
+from slamctl.client.triton import WIRES
+from slamctl.training.choices import AGGREGATORS, FEATURES, PRETRAIN_METHODS, PRETRAIN_PRESETS, SWEEP_PRESETS
 
 
 def _choice(name: str, values: tuple[str, ...]) -> type[Enum]:

@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from cli.console import err, progress_bar
-from training.bag_generation import BagSpec  # numpy and Pillow only: no torch
-from training.synthetic import SynthConfig
+from slamctl.cli.console import err, progress_bar
+from slamctl.training.bag_generation import BagSpec  # numpy and Pillow only: no torch
+from slamctl.training.synthetic import SynthConfig
 
 _SYNTH = SynthConfig()
 _SPEC = BagSpec()
@@ -46,7 +46,7 @@ def synth(
     force: Annotated[bool, typer.Option("--force", help="Overwrite a different data set in OUT.")] = False,
 ) -> None:
     """Generate synthetic stained-smear bags: OUT/<bag>/*.png, labels.csv, split.csv, cells.csv."""
-    from training.synthetic import generate
+    from slamctl.training.synthetic import generate
 
     config = SynthConfig(
         bags=bags,
@@ -87,7 +87,7 @@ def make_bags(
     force: Annotated[bool, typer.Option("--force", help="Overwrite bags already in OUT.")] = False,
 ) -> None:
     """Make bags from a class-folder data set (e.g. Bone Marrow Cytomorphology), linking cells."""
-    from training.bag_generation import make_bags as make
+    from slamctl.training.bag_generation import make_bags as make
 
     spec = BagSpec(
         negative_class=negative_class,

@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from cli.choices import Split
-from cli.console import out as stdout
-from cli.console import warn_if_degenerate
+from slamctl.cli.choices import Split
+from slamctl.cli.console import out as stdout
+from slamctl.cli.console import warn_if_degenerate
 
 
 def evaluate(
@@ -34,7 +34,7 @@ def evaluate(
     bag-wise cross-validated logistic regression on the embeddings, so a weak encoder and a
     weak aggregator can be told apart.
     """
-    from training.evaluate import evaluate as run_eval
+    from slamctl.training.evaluate import evaluate as run_eval
 
     mil_path = run / "mil.pt" if run.is_dir() else run
     out = out or mil_path.parent / "eval"

@@ -8,11 +8,11 @@ from typing import Annotated
 
 import typer
 
-from cli.choices import SweepPreset
-from cli.console import err, progress_bar
-from training.bag_generation import BagSpec
-from training.choices import PRETRAIN_METHODS
-from training.experiment_config import CELL_AUC_PRETRAIN, CELL_AUC_SYNTH, PRESETS
+from slamctl.cli.choices import SweepPreset
+from slamctl.cli.console import err, progress_bar
+from slamctl.training.bag_generation import BagSpec
+from slamctl.training.choices import PRETRAIN_METHODS
+from slamctl.training.experiment_config import CELL_AUC_PRETRAIN, CELL_AUC_SYNTH, PRESETS
 
 app = typer.Typer(help="Experiments: the witness-rate sweep of the paper's claim.", no_args_is_help=True)
 
@@ -69,7 +69,7 @@ def wr_sweep(
 
     Resumable: finished runs are kept and skipped when the command is run again.
     """
-    from training.experiment import run_sweep
+    from slamctl.training.experiment import run_sweep
 
     cfg = PRESETS[preset.value]
     if witness_rates is not None:
@@ -124,7 +124,7 @@ def cell_auc(
     The classifier is the witness-rate sweep's cell-supervised encoder (pretrained on the
     cells' true labels), scored by its classification head on every cell of the test bags.
     """
-    from training.experiment import cell_classifier_auc
+    from slamctl.training.experiment import cell_classifier_auc
 
     synth = replace(
         CELL_AUC_SYNTH,

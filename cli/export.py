@@ -10,11 +10,11 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from cli.console import err
-from cli.console import out as stdout
-from export.repository import RepositorySettings  # no onnx: the defaults of export
 from slamctl import contract
+from slamctl.cli.console import err
+from slamctl.cli.console import out as stdout
 from slamctl.errors import SlamError
+from slamctl.export.repository import RepositorySettings  # no onnx: the defaults of export
 
 app = typer.Typer(
     help="Export encoder and aggregator to a Triton model repository, or validate one.",
@@ -73,15 +73,15 @@ def export(
         raise typer.BadParameter(
             "both --encoder and --aggregator are needed", param_hint="--encoder/--aggregator"
         )
-    from export.model_card import MODEL_CARD_JSON, MODEL_CARD_MD, dataset_facts, read_evaluation
-    from export.onnx_export import export_pair
-    from export.repository import RepositorySettings, write_repository
+    from slamctl.export.model_card import MODEL_CARD_JSON, MODEL_CARD_MD, dataset_facts, read_evaluation
+    from slamctl.export.onnx_export import export_pair
+    from slamctl.export.repository import RepositorySettings, write_repository
 
     with tempfile.TemporaryDirectory() as tmp:
         with err.status("exporting to ONNX"):
             pair = export_pair(encoder, aggregator, Path(tmp), allow_degenerate=allow_degenerate)
         if int8:
-            from export.quantize import quantized_pair
+            from slamctl.export.quantize import quantized_pair
 
             calibration = data or pair.data_dir
             if calibration is None:
@@ -137,7 +137,7 @@ def validate(
     ] = None,
 ) -> None:
     """Check a repository: configs parse and match the ONNX graphs, checksums, ONNX Runtime runs, parity."""
-    from export.validate import validate_repository
+    from slamctl.export.validate import validate_repository
 
     checks = validate_repository(repository, encoder, aggregator, bags=bags)
     table = Table(title=f"validation of {repository}")

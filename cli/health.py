@@ -6,10 +6,10 @@ import tritonclient.grpc as grpcclient
 import typer
 from tritonclient.utils import InferenceServerException
 
-from cli.options import CertificateChain, PrivateKey, RootCertificates, Ssl, Timeout, Url
-from client.triton import CONTROL_TIMEOUT, ClientSettings, channel_credentials, read_card, unreachable
 from slamctl import contract
 from slamctl.card import model_id
+from slamctl.cli.options import CertificateChain, PrivateKey, RootCertificates, Ssl, Timeout, Url
+from slamctl.client.triton import CONTROL_TIMEOUT, ClientSettings, channel_credentials, read_card, unreachable
 
 
 def health(

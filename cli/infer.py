@@ -10,12 +10,12 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from cli.choices import Format, Wire
-from cli.console import err, progress_bar
-from cli.options import CertificateChain, PrivateKey, RootCertificates, Ssl, Timeout, Url
-from client.run import RUN_FILES, Progress, RunOptions, run
-from client.triton import ClientSettings, TritonModels
 from slamctl import contract
+from slamctl.cli.choices import Format, Wire
+from slamctl.cli.console import err, progress_bar
+from slamctl.cli.options import CertificateChain, PrivateKey, RootCertificates, Ssl, Timeout, Url
+from slamctl.client.run import RUN_FILES, Progress, RunOptions, run
+from slamctl.client.triton import ClientSettings, TritonModels
 from slamctl.errors import SlamError
 
 _CLIENT, _RUN = ClientSettings(), RunOptions()  # the defaults, defined once

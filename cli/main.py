@@ -12,8 +12,8 @@ import sys
 
 import typer
 
-from cli import audit, data, evaluate, experiment, export, health, infer, serve, train
-from cli.console import err
+from slamctl.cli import audit, data, evaluate, experiment, export, health, infer, serve, train
+from slamctl.cli.console import err
 from slamctl.errors import SlamError
 
 app = typer.Typer(

@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from cli.console import err
-from serving.server import ServerSettings  # numpy only: no Triton, no ONNX Runtime
+from slamctl.cli.console import err
+from slamctl.serving.server import ServerSettings  # numpy only: no Triton, no ONNX Runtime
 
 
 def serve(
@@ -43,7 +43,7 @@ def serve(
     The repository is validated first; the CUDA execution provider is used when a GPU is
     visible. Production GPU servers run the Docker image instead (see the README).
     """
-    from serving.server import serve as run
+    from slamctl.serving.server import serve as run
 
     settings = ServerSettings(
         repository=repository,

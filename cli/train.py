@@ -9,11 +9,11 @@ from typing import Annotated
 
 import typer
 
-from cli.choices import Aggregator, Features, Method, PretrainPreset
-from cli.console import err, progress_bar, warn_if_degenerate
-from training.embed_config import EmbedConfig
-from training.mil_config import MilConfig
-from training.pretrain_config import PRESETS, PretrainConfig
+from slamctl.cli.choices import Aggregator, Features, Method, PretrainPreset
+from slamctl.cli.console import err, progress_bar, warn_if_degenerate
+from slamctl.training.embed_config import EmbedConfig
+from slamctl.training.mil_config import MilConfig
+from slamctl.training.pretrain_config import PRESETS, PretrainConfig
 
 _MIL = MilConfig()  # the defaults of `train mil`, defined once
 
@@ -46,7 +46,7 @@ def pretrain(
 
     Multi-GPU: torchrun --nproc-per-node N $(which slamctl) train pretrain ...
     """
-    from training.pretrain import pretrain as run
+    from slamctl.training.pretrain import pretrain as run
 
     overrides = {
         "epochs": epochs,
@@ -91,7 +91,7 @@ def embed(
     device: Annotated[str | None, typer.Option(help="cpu, cuda, ... (default: cuda if present).")] = None,
 ) -> None:
     """Embed every cell of every bag, batched; bags already embedded are skipped (resumable)."""
-    from training.embed import embed_bags
+    from slamctl.training.embed import embed_bags
 
     with progress_bar() as bar:
         task = bar.add_task("embedding bags", total=None, info="")
@@ -139,8 +139,8 @@ def mil(
     The decision threshold is chosen on the validation bags and stored in mil.pt; a model
     whose attention is uniform or whose outputs are constant is flagged as degenerate.
     """
-    from training.checkpoint import MIL_KIND, load_checkpoint
-    from training.mil import train_mil
+    from slamctl.training.checkpoint import MIL_KIND, load_checkpoint
+    from slamctl.training.mil import train_mil
 
     cfg = MilConfig(
         aggregator=aggregator.value,

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from client.results import BagResult
+from slamctl.client.results import BagResult
 from slamctl.files import atomic_path
 from slamctl.images import load_rgb
 from slamctl.tables import read_truth_file

@@ -33,7 +33,7 @@ class BagResult:
     attention: np.ndarray  # (N,) the aggregator's attention, higher = more abnormal
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
     timings: dict[str, float] = field(default_factory=dict)
-    input_sha256: str = ""  # client.bags.input_digest of every cell file, in order
+    input_sha256: str = ""  # slamctl.client.bags.input_digest of every cell file, in order
     decided_at: str = ""  # UTC, ISO 8601
 
     @property

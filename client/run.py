@@ -20,12 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
-from client import metrics
-from client.audit import AuditLog
-from client.bags import decoded, find_bags, input_digest, list_cells
-from client.report import Report, read_truth
-from client.results import BagFailure, BagResult, bag_provenance, made_by, output_path, render_result
-from client.triton import CONTROL_TIMEOUT, ClientSettings, EncoderStream, TritonModels
+from slamctl.client import metrics
+from slamctl.client.audit import AuditLog
+from slamctl.client.bags import decoded, find_bags, input_digest, list_cells
+from slamctl.client.report import Report, read_truth
+from slamctl.client.results import BagFailure, BagResult, bag_provenance, made_by, output_path, render_result
+from slamctl.client.triton import CONTROL_TIMEOUT, ClientSettings, EncoderStream, TritonModels
 from slamctl.errors import SlamError
 from slamctl.files import write_atomic
 
@@ -35,7 +35,7 @@ RUN_FILES = ("run_summary.json", "report.html", "metrics.prom")  # the run's own
 @dataclass(frozen=True)
 class RunOptions:
     out: Path = Path("slamctl-results")  # one result file per bag
-    format: str = "json"  # json or csv (client.results.FORMATS)
+    format: str = "json"  # json or csv (slamctl.client.results.FORMATS)
     top_k: int = 400  # most abnormal cells reported per bag
     threshold: float | None = None  # None: the served threshold (the model card's)
     report: bool = False  # OUT/report.html

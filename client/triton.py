@@ -21,11 +21,11 @@ import tritonclient.grpc as grpcclient
 from tritonclient.grpc import service_pb2
 from tritonclient.utils import InferenceServerException
 
-from client import metrics, wire
-from client.results import BagFailure
-from client.shm import SharedRegions, remove_stale
 from slamctl import contract, shm_token
 from slamctl.card import client_version, model_id, parse_card
+from slamctl.client import metrics, wire
+from slamctl.client.results import BagFailure
+from slamctl.client.shm import SharedRegions, remove_stale
 from slamctl.errors import SlamError
 
 CONTROL_TIMEOUT = 10.0  # seconds for health and model-configuration calls

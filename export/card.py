@@ -43,7 +43,7 @@ class TritonPythonModel:
 
 
 def card_config() -> str:
-    from export.repository import tensor_block
+    from slamctl.export.repository import tensor_block
 
     return (
         f'name: "{contract.MODEL_CARD}"\nbackend: "python"\nmax_batch_size: 0\n'
@@ -60,6 +60,6 @@ def card_path(repository: Path, version: int) -> Path:
 
 def newest_card_path(repository: Path) -> Path:
     """card.json of the newest version, the one served (the repository must have one)."""
-    from export.repository import existing_versions
+    from slamctl.export.repository import existing_versions
 
     return card_path(repository, existing_versions(Path(repository) / contract.MODEL_CARD)[-1])

@@ -60,7 +60,7 @@ class TritonPythonModel:
 
 
 def file_encoder_config(dim: int, max_batch_size: int, max_queue_delay_us: int) -> str:
-    from export.repository import tensor_block
+    from slamctl.export.repository import tensor_block
 
     return (
         f'name: "{contract.FILE_ENCODER}"\nbackend: "python"\nmax_batch_size: {max_batch_size}\n'

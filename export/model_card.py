@@ -34,7 +34,7 @@ INTENDED_USE = (
 def dataset_facts(bags_dir: Path | None) -> dict:
     """What the training folder held: its digest (every cell file's name and bytes, labels and
     split), bags and cells per label, and the synthetic generator's settings if it has them."""
-    from training.bagset import LABELS_FILE, SPLIT_FILE, load_bags
+    from slamctl.training.bagset import LABELS_FILE, SPLIT_FILE, load_bags
 
     if bags_dir is None or not Path(bags_dir).is_dir():
         return {"path": str(bags_dir) if bags_dir else None, "available": False}

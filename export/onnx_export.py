@@ -24,9 +24,9 @@ from torch import nn
 from slamctl import contract
 from slamctl.checksum import sha256_of
 from slamctl.errors import SlamError
-from training.checkpoint import ENCODER_KIND, load_checkpoint
-from training.encoder import MEAN, STD, Encoder, encoder_of, uint8_to_input
-from training.mil import load_mil, stored_threshold
+from slamctl.training.checkpoint import ENCODER_KIND, load_checkpoint
+from slamctl.training.encoder import MEAN, STD, Encoder, encoder_of, uint8_to_input
+from slamctl.training.mil import load_mil, stored_threshold
 
 OPSET = 17
 

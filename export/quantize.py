@@ -29,7 +29,7 @@ def calibration_cells(bags_dir: Path, size: int, image_size: int, n: int = CALIB
     """`n` cells of the training bags (the train split when there is one), spread over the
     bags, decoded as the client decodes them: uint8 (n, size, size, 3)."""
     from slamctl.images import prepare_cell
-    from training.bagset import load_bags
+    from slamctl.training.bagset import load_bags
 
     bags = load_bags(bags_dir, split="train")
     files = [f for bag in bags for f in bag.files]

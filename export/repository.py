@@ -22,19 +22,19 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from export.card import CARD_FILE, MODEL_PY, card_config, card_path
-from export.file_encoder import MODEL_PY as FILE_ENCODER_PY
-from export.file_encoder import file_encoder_config
-from export.model_card import (
+from slamctl import contract
+from slamctl.checksum import sha256_of
+from slamctl.errors import SlamError
+from slamctl.export.card import CARD_FILE, MODEL_PY, card_config, card_path
+from slamctl.export.file_encoder import MODEL_PY as FILE_ENCODER_PY
+from slamctl.export.file_encoder import file_encoder_config
+from slamctl.export.model_card import (
     MODEL_CARD_JSON,
     MODEL_CARD_MD,
     build_model_card,
     dataset_facts,
     write_model_card,
 )
-from slamctl import contract
-from slamctl.checksum import sha256_of
-from slamctl.errors import SlamError
 from slamctl.files import write_atomic
 
 MANIFEST = "manifest.json"
@@ -163,7 +163,7 @@ def write_repository(
     evaluation: dict | None = None,
 ) -> int:
     """Write both models as `version` (default: next free), their model card, and refresh
-    configs and manifest. `data` (export.model_card.dataset_facts) defaults to the facts of
+    configs and manifest. `data` (slamctl.export.model_card.dataset_facts) defaults to the facts of
     the folder the encoder checkpoint names; `evaluation` is `slamctl evaluate`'s summary."""
     settings = settings or RepositorySettings()
     if settings.max_batch_size < contract.ENCODER_MIN_MAX_BATCH:

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from export.repository import dtype_name, parse_config
 from slamctl import contract
 from slamctl.errors import SlamError
+from slamctl.export.repository import dtype_name, parse_config
 
 EMBEDDING_TOL = 1e-4
 PROB_TOL = 1e-5
@@ -118,7 +118,7 @@ def check_model_config(checks: Checks, repo: Path, model: str):
     """Parse and check one model's config against the contract and its ONNX graph."""
     import onnx
 
-    from export.repository import existing_versions
+    from slamctl.export.repository import existing_versions
 
     config_path = repo / model / "config.pbtxt"
     if not checks.add(model, "config.pbtxt exists", config_path.is_file(), str(config_path)):
@@ -266,10 +266,10 @@ def _python_model_config(checks: Checks, repo: Path, model: str, *, batching: bo
 
 def check_card(checks: Checks, repo: Path, onnx_paths: dict[str, Path]) -> None:
     """The model card model: config, files, and a card that matches the served ONNX files."""
-    from export.card import CARD_FILE
-    from export.repository import existing_versions
     from slamctl.card import parse_card
     from slamctl.checksum import sha256_of
+    from slamctl.export.card import CARD_FILE
+    from slamctl.export.repository import existing_versions
 
     model = contract.MODEL_CARD
     config = _python_model_config(checks, repo, model, batching=False)
@@ -310,7 +310,7 @@ def check_card(checks: Checks, repo: Path, onnx_paths: dict[str, Path]) -> None:
 
 def check_file_encoder(checks: Checks, repo: Path, dim: int | None) -> None:
     """The encoded wire path's model (export/file_encoder.py): config and model.py."""
-    from export.repository import existing_versions
+    from slamctl.export.repository import existing_versions
 
     model = contract.FILE_ENCODER
     config = _python_model_config(checks, repo, model, batching=True)
@@ -330,8 +330,8 @@ def check_model_card(
     checks: Checks, folder: Path, onnx_paths: dict[str, Path], digests: dict[str, str]
 ) -> None:
     """model_card.json names the served files' checksums; MODEL_CARD.md is its rendering."""
-    from export.model_card import MODEL_CARD_JSON, MODEL_CARD_MD, render_markdown
     from slamctl.card import model_id
+    from slamctl.export.model_card import MODEL_CARD_JSON, MODEL_CARD_MD, render_markdown
 
     model = contract.MODEL_CARD
     path = folder / MODEL_CARD_JSON
@@ -413,9 +413,9 @@ def check_parity(
     """ONNX Runtime vs PyTorch on the same inputs, from the training checkpoints."""
     import torch
 
-    from export.onnx_export import AggregatorGraph, EncoderGraph
-    from training.encoder import load_encoder
-    from training.mil import load_mil
+    from slamctl.export.onnx_export import AggregatorGraph, EncoderGraph
+    from slamctl.training.encoder import load_encoder
+    from slamctl.training.mil import load_mil
 
     encoder, cfg = load_encoder(encoder_ckpt)
     aggregator, ckpt = load_mil(aggregator_ckpt)
@@ -479,10 +479,10 @@ def check_int8_decisions(
     """The INT8 encoder against the FP32 one of the same checkpoints, on held-out bags."""
     import tempfile
 
-    from export.onnx_export import export_pair
-    from export.quantize import MIN_TOP_K_OVERLAP, check_int8
-    from training.bagset import load_bags
-    from training.metrics import default_top_k
+    from slamctl.export.onnx_export import export_pair
+    from slamctl.export.quantize import MIN_TOP_K_OVERLAP, check_int8
+    from slamctl.training.bagset import load_bags
+    from slamctl.training.metrics import default_top_k
 
     model = contract.ENCODER
     if not checks.add(
@@ -567,7 +567,7 @@ def validate_repository(
 
 def newest_card(repo: Path) -> dict:
     """card.json of the newest version (check_card has checked it)."""
-    from export.card import newest_card_path
+    from slamctl.export.card import newest_card_path
 
     return json.loads(newest_card_path(repo).read_text())
 

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from training.bagset import read_cell_truth, read_labels
-from training.embed import embed_bags, load_embedded
-from training.pretrain import pretrain
-from training.pretrain_config import PRESETS
-from training.probe import probe_auc
-from training.synthetic import SynthConfig, generate
+from slamctl.training.bagset import read_cell_truth, read_labels
+from slamctl.training.embed import embed_bags, load_embedded
+from slamctl.training.pretrain import pretrain
+from slamctl.training.pretrain_config import PRESETS
+from slamctl.training.probe import probe_auc
+from slamctl.training.synthetic import SynthConfig, generate
 
 DATA = {"bags": 60, "cells_per_bag": 80, "witness_rate": 0.1}  # difficulty: the default 0.6
 ROWS = {  # name -> (image size, overrides of the tiny preset); max_steps 1 = about a random init

@@ -27,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from serving import proxy_fix
 from slamctl import contract, segments, shm_token
 from slamctl.errors import SlamError
+from slamctl.serving import proxy_fix
 
 log = logging.getLogger(__name__)
 
@@ -110,8 +110,8 @@ def check_tls(settings: ServerSettings) -> None:
 
 def read_models(repository: Path) -> list[ServedModel]:
     """Validate the repository (no checkpoints needed), then read what each config says."""
-    from export.repository import dtype_name, existing_versions, parse_config
-    from export.validate import validate_repository
+    from slamctl.export.repository import dtype_name, existing_versions, parse_config
+    from slamctl.export.validate import validate_repository
 
     repository = Path(repository)
     if not repository.is_dir():
@@ -253,7 +253,7 @@ def card_infer(card: bytes) -> Callable:
 
 def read_card(repository: Path) -> bytes:
     """card.json of the newest version (the repository was validated by read_models)."""
-    from export.card import newest_card_path
+    from slamctl.export.card import newest_card_path
 
     return newest_card_path(repository).read_bytes()
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from training.synthetic import SynthConfig, generate
+from slamctl.training.synthetic import SynthConfig, generate
 
 TINY = SynthConfig(bags=6, cells_per_bag=12, witness_rate=0.2, image_size=40, seed=0, test_fraction=0.34)
 
@@ -23,8 +23,8 @@ class CliResult:
 
 def run_cli(*args: str) -> CliResult:
     """Invoke `slamctl ARGS` in-process through the real entry point; capture its output."""
-    from cli import console
-    from cli.main import main
+    from slamctl.cli import console
+    from slamctl.cli.main import main
 
     out, err = io.StringIO(), io.StringIO()
     saved = console.err.file
@@ -56,10 +56,10 @@ class TinyModels:
 @pytest.fixture(scope="session")
 def tiny_models(tiny_bags, tmp_path_factory) -> TinyModels:
     """A really trained (a few steps) tiny encoder + PAMIL on the tiny bags; read-only for tests."""
-    from training.embed import embed_bags
-    from training.mil import MilConfig, train_mil
-    from training.pretrain import pretrain
-    from training.pretrain_config import PretrainConfig
+    from slamctl.training.embed import embed_bags
+    from slamctl.training.mil import MilConfig, train_mil
+    from slamctl.training.pretrain import pretrain
+    from slamctl.training.pretrain_config import PretrainConfig
 
     run = tmp_path_factory.mktemp("models")
     cfg = PretrainConfig(
@@ -81,8 +81,8 @@ def tiny_models(tiny_bags, tmp_path_factory) -> TinyModels:
 @pytest.fixture(scope="session")
 def tiny_repository(tiny_models, tmp_path_factory) -> Path:
     """The tiny pair exported to a model repository by the project's own export; read-only."""
-    from export.onnx_export import export_pair
-    from export.repository import write_repository
+    from slamctl.export.onnx_export import export_pair
+    from slamctl.export.repository import write_repository
 
     repo = tmp_path_factory.mktemp("repo")
     write_repository(
@@ -100,7 +100,7 @@ def tiny_repository(tiny_models, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def server(tiny_repository, tmp_path_factory):
     """The embedded Triton serving the tiny repository, for the whole session."""
-    from serving.launcher import start_server, stop_server
+    from slamctl.serving.launcher import start_server, stop_server
 
     running = start_server(tiny_repository, tmp_path_factory.mktemp("server"))
     yield running

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from training.mil_output import MilOutput, check_bag
+from slamctl.training.mil_output import MilOutput, check_bag
 
 
 class ABMIL(nn.Module):

@@ -11,7 +11,7 @@ import kornia.augmentation as K
 import torch
 from torch import nn
 
-from training.encoder import center_crop
+from slamctl.training.encoder import center_crop
 
 
 class StrongView(nn.Module):

@@ -18,14 +18,14 @@ import numpy as np
 
 from slamctl.errors import SlamError
 from slamctl.tables import write_csv
-from training.bagset import (
+from slamctl.training.bagset import (
     CELLS_FILE,
     LABELS_FILE,
     SPLIT_FILE,
     assign_splits,
     list_images,
 )
-from training.synthetic import positives_in_bag
+from slamctl.training.synthetic import positives_in_bag
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 
 from slamctl.errors import SlamError
 from slamctl.images import fit_square, load_rgb
-from training.bagset import Bag
+from slamctl.training.bagset import Bag
 
 
 @dataclass(frozen=True)

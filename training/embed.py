@@ -22,10 +22,10 @@ from slamctl.checksum import sha256_of
 from slamctl.errors import SlamError
 from slamctl.files import atomic_path, write_atomic
 from slamctl.images import fit_square, load_rgb
-from training.bagset import Bag, load_bags
-from training.choices import FEATURES
-from training.embed_config import EmbedConfig
-from training.encoder import center_crop, load_encoder, uint8_to_input
+from slamctl.training.bagset import Bag, load_bags
+from slamctl.training.choices import FEATURES
+from slamctl.training.embed_config import EmbedConfig
+from slamctl.training.encoder import center_crop, load_encoder, uint8_to_input
 
 META_FILE = "embedding.json"
 

@@ -7,6 +7,6 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class EmbedConfig:
-    features: str = "h"  # backbone h (8 x width) or projection head z (training.choices.FEATURES)
+    features: str = "h"  # backbone h (8 x width) or projection head z (slamctl.training.choices.FEATURES)
     batch_size: int = 256  # cells per forward pass
     num_workers: int = 2  # image-decoding processes

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from training.checkpoint import ENCODER_KIND, load_checkpoint
+from slamctl.training.checkpoint import ENCODER_KIND, load_checkpoint
 
 MEAN = (0.6009, 0.5513, 0.7394)
 STD = (0.1982, 0.2448, 0.1076)

@@ -17,12 +17,12 @@ import numpy as np
 from slamctl.errors import SlamError
 from slamctl.files import write_atomic
 from slamctl.tables import write_csv
-from training.bagset import LABELS_FILE, read_cell_truth
-from training.embed import EmbeddedBag
-from training.health import model_health
-from training.metrics import binary_metrics, default_top_k, top_k_retrieval
-from training.mil import load_mil, load_split_bags, predict, stored_threshold
-from training.probe import probe_auc
+from slamctl.training.bagset import LABELS_FILE, read_cell_truth
+from slamctl.training.embed import EmbeddedBag
+from slamctl.training.health import model_health
+from slamctl.training.metrics import binary_metrics, default_top_k, top_k_retrieval
+from slamctl.training.mil import load_mil, load_split_bags, predict, stored_threshold
+from slamctl.training.probe import probe_auc
 
 
 def _cell_probe(bags: list[EmbeddedBag], truth: dict[tuple[str, str], int]) -> float | None:

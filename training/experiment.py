@@ -27,16 +27,16 @@ import numpy as np
 
 from slamctl.errors import SlamError
 from slamctl.tables import read_csv, write_csv
-from training.bag_generation import BagSpec, make_bags
-from training.embed import embed_bags
-from training.evaluate import evaluate
-from training.experiment_config import SweepConfig
-from training.metrics import decision_metrics, roc_auc
-from training.mil import train_mil
-from training.pretrain import pretrain
-from training.pretrain_config import PretrainConfig
-from training.statistics import bootstrap
-from training.synthetic import SynthConfig, generate
+from slamctl.training.bag_generation import BagSpec, make_bags
+from slamctl.training.embed import embed_bags
+from slamctl.training.evaluate import evaluate
+from slamctl.training.experiment_config import SweepConfig
+from slamctl.training.metrics import decision_metrics, roc_auc
+from slamctl.training.mil import train_mil
+from slamctl.training.pretrain import pretrain
+from slamctl.training.pretrain_config import PretrainConfig
+from slamctl.training.statistics import bootstrap
+from slamctl.training.synthetic import SynthConfig, generate
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def run_one(cfg: SweepConfig, data: Path, run: Path, method: str, seed: int) -> 
 def run_reference(cfg: SweepConfig, data: Path, run: Path, reference: str, seed: int) -> dict:
     """A reference row on one data set (resumable): the cell classifier's encoder, or MIL and
     evaluation on oracle embeddings."""
-    from training.oracle import oracle_embeddings
+    from slamctl.training.oracle import oracle_embeddings
 
     if reference == "cell-supervised":
         return run_one(cfg, data, run, reference, seed)
@@ -369,9 +369,9 @@ def cell_classifier_auc(synth: SynthConfig, pretrain_cfg: PretrainConfig, out: P
     """
     import torch
 
-    from training.bagset import load_bags, read_cell_truth
-    from training.embed import load_embedded
-    from training.encoder import load_encoder
+    from slamctl.training.bagset import load_bags, read_cell_truth
+    from slamctl.training.embed import load_embedded
+    from slamctl.training.encoder import load_encoder
 
     data, out = Path(out) / "bags", Path(out)
     generate(synth, data)

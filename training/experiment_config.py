@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from training.mil_config import MilConfig
-from training.pretrain_config import METHODS, PretrainConfig
-from training.synthetic import SynthConfig
+from slamctl.training.mil_config import MilConfig
+from slamctl.training.pretrain_config import METHODS, PretrainConfig
+from slamctl.training.synthetic import SynthConfig
 
 
 @dataclass(frozen=True)

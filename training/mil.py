@@ -23,16 +23,16 @@ import torch.nn.functional as F
 
 from slamctl.errors import SlamError
 from slamctl.tables import write_csv
-from training.abmil import ABMIL
-from training.bagset import assign_splits, read_labels_csv, read_split
-from training.checkpoint import MIL_KIND, load_checkpoint, save_checkpoint
-from training.choices import AGGREGATORS
-from training.embed import EmbeddedBag, load_embedded, read_meta
-from training.health import model_health
-from training.metrics import binary_metrics
-from training.mil_config import MilConfig
-from training.operating_point import choose_threshold
-from training.pamil import PAMIL
+from slamctl.training.abmil import ABMIL
+from slamctl.training.bagset import assign_splits, read_labels_csv, read_split
+from slamctl.training.checkpoint import MIL_KIND, load_checkpoint, save_checkpoint
+from slamctl.training.choices import AGGREGATORS
+from slamctl.training.embed import EmbeddedBag, load_embedded, read_meta
+from slamctl.training.health import model_health
+from slamctl.training.metrics import binary_metrics
+from slamctl.training.mil_config import MilConfig
+from slamctl.training.operating_point import choose_threshold
+from slamctl.training.pamil import PAMIL
 
 
 def build_aggregator(name: str, in_dim: int, n_proto: int = 10) -> torch.nn.Module:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from slamctl.errors import SlamError
-from training.choices import AGGREGATORS
-from training.operating_point import check_target_sensitivity
+from slamctl.training.choices import AGGREGATORS
+from slamctl.training.operating_point import check_target_sensitivity
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,9 @@ import numpy as np
 
 from slamctl.errors import SlamError
 from slamctl.tables import write_csv
-from training.bagset import CELLS_FILE, LABELS_FILE, SPLIT_FILE, assign_splits
-from training.embed import META_FILE, save_npz
-from training.synthetic import positives_in_bag
+from slamctl.training.bagset import CELLS_FILE, LABELS_FILE, SPLIT_FILE, assign_splits
+from slamctl.training.embed import META_FILE, save_npz
+from slamctl.training.synthetic import positives_in_bag
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ def oracle_embeddings(bags_dir: Path, out: Path, *, dim: int = 32, noise: float 
     """An embedding folder for an existing bag folder, built from its cell truth (cells.csv):
     the witness-rate sweep's reference row, what the aggregator reaches with a perfect encoder
     on the same bags."""
-    from training.bagset import load_bags, read_cell_truth
+    from slamctl.training.bagset import load_bags, read_cell_truth
 
     out = Path(out)
     if (out / META_FILE).exists():

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from training.mil_output import MilOutput, check_bag
+from slamctl.training.mil_output import MilOutput, check_bag
 
 ATTENTION_SCALE = 10.0
 

@@ -28,14 +28,14 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from slamctl.errors import SlamError
-from training.augment import StrongView, weak_view
-from training.bagset import load_bags, read_cell_truth
-from training.cellpool import BatchImages, CellPools, epoch_batches
-from training.checkpoint import ENCODER_KIND, load_checkpoint, save_checkpoint
-from training.encoder import Encoder, uint8_to_input
-from training.losses import nt_xent, similarity_loss
-from training.pretrain_config import CLASSIFIERS, METHODS, PretrainConfig
-from training.surgery import WEIGHTS, combine, gram
+from slamctl.training.augment import StrongView, weak_view
+from slamctl.training.bagset import load_bags, read_cell_truth
+from slamctl.training.cellpool import BatchImages, CellPools, epoch_batches
+from slamctl.training.checkpoint import ENCODER_KIND, load_checkpoint, save_checkpoint
+from slamctl.training.encoder import Encoder, uint8_to_input
+from slamctl.training.losses import nt_xent, similarity_loss
+from slamctl.training.pretrain_config import CLASSIFIERS, METHODS, PretrainConfig
+from slamctl.training.surgery import WEIGHTS, combine, gram
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from slamctl.errors import SlamError
 
 if TYPE_CHECKING:
-    from training.encoder import EncoderConfig
+    from slamctl.training.encoder import EncoderConfig
 
 # method -> how the two task gradients are combined (None: a single-task method)
 METHODS = {
@@ -52,7 +52,7 @@ class PretrainConfig:
             )
 
     def encoder_config(self) -> EncoderConfig:
-        from training.encoder import EncoderConfig
+        from slamctl.training.encoder import EncoderConfig
 
         return EncoderConfig(
             width=self.width,

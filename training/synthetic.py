@@ -22,7 +22,7 @@ from PIL import Image, ImageFilter
 
 from slamctl.errors import SlamError
 from slamctl.tables import write_csv
-from training.bagset import CELLS_FILE, LABELS_FILE, SPLIT_FILE, assign_splits
+from slamctl.training.bagset import CELLS_FILE, LABELS_FILE, SPLIT_FILE, assign_splits
 
 BACKGROUND = np.array([238.0, 228.0, 232.0])
 

@@ -44,7 +44,7 @@ def test_a_provider_that_fell_back_to_the_cpu_is_not_timed(tiny_models, tmp_path
     """ONNX Runtime asked for CUDA where it cannot run falls back to the CPU; the check says so."""
     import onnx
 
-    from export.onnx_export import export_pair
+    from slamctl.export.onnx_export import export_pair
 
     pair = export_pair(tiny_models.encoder, tiny_models.aggregator, tmp_path, allow_degenerate=True)
     onnx.save(pair.encoder, tmp_path / "model.onnx")

@@ -2,8 +2,8 @@
 
 import pytest
 
+from slamctl.training import choices
 from tests.conftest import run_cli
-from training import choices
 
 
 @pytest.mark.parametrize(
@@ -27,8 +27,8 @@ def test_a_wrong_choice_is_a_usage_error_before_any_work(args, tmp_path, monkeyp
 
 
 def test_the_name_lists_match_what_implements_them():
-    from training.experiment_config import PRESETS as SWEEP
-    from training.pretrain_config import METHODS, PRESETS
+    from slamctl.training.experiment_config import PRESETS as SWEEP
+    from slamctl.training.pretrain_config import METHODS, PRESETS
 
     assert tuple(METHODS) == choices.PRETRAIN_METHODS
     assert tuple(PRESETS) == choices.PRETRAIN_PRESETS

@@ -1,8 +1,8 @@
 import numpy as np
 from PIL import Image
 
+from slamctl.training.bagset import load_bags
 from tests.conftest import run_cli
-from training.bagset import load_bags
 
 
 def test_synth_writes_bags_and_rerun_reuses(tmp_path):

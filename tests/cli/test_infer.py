@@ -14,15 +14,15 @@ import pytest
 import torch
 import tritonclient.grpc as grpcclient
 
-from client.results import BagFailure
-from client.run import infer_bag
-from client.triton import ClientSettings, TritonModels
-from serving.launcher import start_server, stop_server
 from slamctl import contract, shm_token
+from slamctl.client.results import BagFailure
+from slamctl.client.run import infer_bag
+from slamctl.client.triton import ClientSettings, TritonModels
 from slamctl.images import prepare_cell
+from slamctl.serving.launcher import start_server, stop_server
+from slamctl.training.embed import load_embedded
+from slamctl.training.mil import load_mil
 from tests.conftest import run_cli
-from training.embed import load_embedded
-from training.mil import load_mil
 
 pytestmark = pytest.mark.slow
 
@@ -221,8 +221,8 @@ def test_model_missing_on_server(server, tiny_bags):
 def test_a_bag_over_the_served_limit_fails_before_any_cell_is_embedded(tiny_models, tiny_bags, tmp_path):
     """The client learns the largest bag from the served model card and refuses a larger bag
     before it sends a single cell: one clean line, no server traceback."""
-    from export.onnx_export import export_pair
-    from export.repository import RepositorySettings, write_repository
+    from slamctl.export.onnx_export import export_pair
+    from slamctl.export.repository import RepositorySettings, write_repository
 
     repo = tmp_path / "repo"
     pair = export_pair(tiny_models.encoder, tiny_models.aggregator, tmp_path / "onnx", allow_degenerate=True)
@@ -358,8 +358,9 @@ def test_client_and_server_import_no_torch():
     import sys
 
     code = (
-        "import sys, cli.main, cli.infer, cli.health, cli.serve, client.bags, client.triton, client.report, client.run, "
-        "serving.server, serving.launcher; assert 'torch' not in sys.modules, 'torch imported'"
+        "import sys, slamctl.cli.main, slamctl.cli.infer, slamctl.cli.health, slamctl.cli.serve, slamctl.client.bags, "
+        "slamctl.client.triton, slamctl.client.report, slamctl.client.run, slamctl.serving.server, "
+        "slamctl.serving.launcher; assert 'torch' not in sys.modules, 'torch imported'"
     )
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
@@ -367,7 +368,7 @@ def test_client_and_server_import_no_torch():
 def test_metrics_file_and_port_carry_no_bag_identifier(server, tiny_bags, tmp_path):
     import urllib.request
 
-    from serving.launcher import free_ports
+    from slamctl.serving.launcher import free_ports
 
     (port,) = free_ports(1)
     r = run_cli(
@@ -401,7 +402,7 @@ def listening_addresses(port: int) -> list[str]:
 def test_metrics_pushed_to_a_real_pushgateway(server, tiny_bags, tmp_path):
     import urllib.request
 
-    from serving.launcher import free_ports
+    from slamctl.serving.launcher import free_ports
 
     binary = shutil.which("prometheus-pushgateway")
     if binary is None:
@@ -506,8 +507,8 @@ def test_ctrl_c_and_sigterm_keep_the_bags_done_and_say_how_to_resume(server, tin
 def test_each_result_records_its_provenance(server, tiny_repository, tiny_bags, tmp_path):
     import hashlib
 
-    from client.bags import input_digest
     from slamctl.card import model_id
+    from slamctl.client.bags import input_digest
 
     r = run_cli("infer", tiny_bags / "bag_0002", "--url", server.grpc_url, "--out", tmp_path)
     assert r.code == 0, r.err

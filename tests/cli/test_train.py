@@ -1,5 +1,5 @@
+from slamctl.training.checkpoint import ENCODER_KIND, load_checkpoint
 from tests.conftest import run_cli
-from training.checkpoint import ENCODER_KIND, load_checkpoint
 
 TINY_ARGS = ["--preset", "tiny", "--image-size", 40, "--crop-size", 32, "--width", 4, "--workers", 0]
 

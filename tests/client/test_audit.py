@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from client.audit import AuditLog, verify
+from slamctl.client.audit import AuditLog, verify
 from slamctl.errors import SlamError
 
 

@@ -5,10 +5,10 @@ import pytest
 import torch
 from PIL import Image
 
-from client.bags import find_bags
+from slamctl.client.bags import find_bags
 from slamctl.errors import SlamError
 from slamctl.images import fit_square, load_rgb, prepare_cell
-from training.encoder import center_crop, uint8_to_input
+from slamctl.training.encoder import center_crop, uint8_to_input
 
 
 @pytest.mark.parametrize("declared", [40, None])
@@ -72,7 +72,7 @@ def test_find_bags(tmp_path, tiny_bags):
 
 def test_bmp_cells_make_a_bag_as_in_training(tmp_path):
     """One list of image suffixes: a folder of .bmp cells is a bag for inference as for training."""
-    from training.bagset import list_images
+    from slamctl.training.bagset import list_images
 
     bag = tmp_path / "bag"
     bag.mkdir()
@@ -123,7 +123,7 @@ def test_every_entry_of_a_bag_is_a_cell_or_a_listed_skip(tmp_path):
     listed as skipped with a reason; the cells are the files with a training image suffix."""
     import os
 
-    from client.bags import list_cells
+    from slamctl.client.bags import list_cells
 
     bag = tmp_path / "bag"
     bag.mkdir()

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 
-from client.results import BagFailure
-from client.run import infer_bag
-from client.shm import PREFIX
-from client.triton import ClientSettings, TritonModels
-from serving.launcher import start_server, stop_server
 from slamctl import contract, shm_token
+from slamctl.client.results import BagFailure
+from slamctl.client.run import infer_bag
+from slamctl.client.shm import PREFIX
+from slamctl.client.triton import ClientSettings, TritonModels
+from slamctl.serving.launcher import start_server, stop_server
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.slow

@@ -4,8 +4,8 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.grpc import service_pb2
 
-from client.triton import ClientSettings, failure_kind, read_card, retry_delay
 from slamctl import contract
+from slamctl.client.triton import ClientSettings, failure_kind, read_card, retry_delay
 from slamctl.errors import SlamError
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from tritonclient.grpc import service_pb2
 
-from client.wire import infer_request, varint
+from slamctl.client.wire import infer_request, varint
 
 
 @pytest.mark.parametrize(

@@ -5,9 +5,9 @@ import hashlib
 import json
 import shutil
 
-from export.model_card import MODEL_CARD_JSON, MODEL_CARD_MD, dataset_facts
 from slamctl import contract
 from slamctl.card import model_id
+from slamctl.export.model_card import MODEL_CARD_JSON, MODEL_CARD_MD, dataset_facts
 from tests.conftest import TINY, run_cli
 
 

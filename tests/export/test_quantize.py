@@ -9,10 +9,10 @@ import onnx
 import pytest
 from onnx import helper
 
-from export.quantize import check_int8
 from slamctl import contract
+from slamctl.export.quantize import check_int8
+from slamctl.training.bagset import load_bags
 from tests.conftest import run_cli
-from training.bagset import load_bags
 
 
 @pytest.fixture(scope="module")

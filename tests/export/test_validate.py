@@ -4,8 +4,8 @@ import shutil
 import onnx
 import pytest
 
-from export.validate import same_top_cells, validate_repository
 from slamctl import contract
+from slamctl.export.validate import same_top_cells, validate_repository
 
 
 @pytest.fixture
@@ -125,9 +125,9 @@ def test_tensorrt_engine_cache_is_keyed_by_the_model_file(tiny_models, tmp_path)
     same weights exported twice share theirs."""
     import re
 
-    from export.onnx_export import export_pair
-    from export.repository import write_repository
-    from training.mil import MilConfig, train_mil
+    from slamctl.export.onnx_export import export_pair
+    from slamctl.export.repository import write_repository
+    from slamctl.training.mil import MilConfig, train_mil
 
     def cache_paths(repo):
         text = {m: (repo / m / "config.pbtxt").read_text() for m in (contract.ENCODER, contract.AGGREGATOR)}

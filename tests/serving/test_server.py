@@ -13,10 +13,10 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from serving.launcher import start_server, stop_server
-from serving.server import python_backend_env
 from slamctl import contract
 from slamctl.errors import SlamError
+from slamctl.serving.launcher import start_server, stop_server
+from slamctl.serving.server import python_backend_env
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.slow
@@ -269,7 +269,7 @@ def test_refused_requests_free_their_memory(server, dim):
 def test_proxy_fix_matches_the_installed_pytriton():
     import pytriton
 
-    from serving.proxy_fix import fixed_source
+    from slamctl.serving.proxy_fix import fixed_source
 
     source = (Path(pytriton.__file__).parent / "proxy" / "model.py").read_text()
     fixed = fixed_source(source)
@@ -283,7 +283,7 @@ def test_triton_dying_fails_serve_and_leaves_no_shared_memory(tiny_repository, t
     import os
     import signal
 
-    from serving.server import shm_segments
+    from slamctl.serving.server import shm_segments
 
     running = start_server(tiny_repository, tmp_path)
     try:
@@ -324,7 +324,7 @@ def test_killed_serve_takes_its_triton_with_it(tiny_repository, tmp_path):
 def test_stale_shared_memory_of_dead_servers_is_removed(monkeypatch, tmp_path):
     import os
 
-    from serving import server as server_module
+    from slamctl.serving import server as server_module
 
     monkeypatch.setattr(server_module, "SHM_DIR", tmp_path)
     dead, alive = tmp_path / "pytrtion999999999-ab", tmp_path / f"pytrtion{os.getpid()}-cd"

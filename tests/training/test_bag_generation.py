@@ -5,8 +5,8 @@ import pytest
 from PIL import Image
 
 from slamctl.errors import SlamError
-from training.bag_generation import BagSpec, make_bags
-from training.bagset import load_bags
+from slamctl.training.bag_generation import BagSpec, make_bags
+from slamctl.training.bagset import load_bags
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@ import shutil
 import pytest
 
 from slamctl.errors import SlamError
-from training.bagset import load_bags, read_labels
+from slamctl.training.bagset import load_bags, read_labels
 
 
 def copy_bags(src, dst):

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from slamctl.errors import SlamError
-from training.bagset import Bag
-from training.cellpool import CellPools, epoch_batches
+from slamctl.training.bagset import Bag
+from slamctl.training.cellpool import CellPools, epoch_batches
 
 
 @pytest.mark.parametrize("n_pos,n_neg,batch", [(10, 90, 16), (50, 50, 32), (7, 3, 4), (1000, 10, 64)])

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 
 from slamctl.errors import SlamError
-from training.embed import embed_bags, load_embedded, read_meta
-from training.pretrain import pretrain
-from training.pretrain_config import PretrainConfig
+from slamctl.training.embed import embed_bags, load_embedded, read_meta
+from slamctl.training.pretrain import pretrain
+from slamctl.training.pretrain_config import PretrainConfig
 
 TINY = PretrainConfig(
     epochs=1, batch_size=8, warmup_epochs=0, image_size=40, crop_size=32, width=4, proj_dim=8, num_workers=0

@@ -1,6 +1,6 @@
 import torch
 
-from training.encoder import Encoder, EncoderConfig, ResNet18
+from slamctl.training.encoder import Encoder, EncoderConfig, ResNet18
 
 
 def torchvision_resnet18_keys():

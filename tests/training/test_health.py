@@ -1,6 +1,6 @@
 import numpy as np
 
-from training.health import model_health, relative_entropy
+from slamctl.training.health import model_health, relative_entropy
 
 
 def test_relative_entropy_bounds():

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from training.losses import nt_xent, similarity_loss
+from slamctl.training.losses import nt_xent, similarity_loss
 
 
 def reference_nt_xent(z1, z2, t):

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from training.metrics import binary_metrics, default_top_k, roc_auc, top_k_retrieval
+from slamctl.training.metrics import binary_metrics, default_top_k, roc_auc, top_k_retrieval
 
 
 def test_f1_hand_made():

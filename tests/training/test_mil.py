@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from slamctl.errors import SlamError
+from slamctl.training.checkpoint import ENCODER_KIND, MIL_KIND, load_checkpoint
+from slamctl.training.embed import save_npz
+from slamctl.training.mil import MilConfig, load_mil, train_mil
 from tests.conftest import run_cli
-from training.checkpoint import ENCODER_KIND, MIL_KIND, load_checkpoint
-from training.embed import save_npz
-from training.mil import MilConfig, load_mil, train_mil
 
 
 def fake_embeddings(folder, n_bags=16, dim=6, seed=0, signal=3.0):

@@ -12,8 +12,8 @@ import json
 import numpy as np
 import pytest
 
+from slamctl.training.oracle import OracleConfig, write_oracle
 from tests.conftest import run_cli
-from training.oracle import OracleConfig, write_oracle
 
 
 def train_and_evaluate(folder, aggregator="pamil", seed=0):

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from training.abmil import ABMIL
-from training.pamil import PAMIL
+from slamctl.training.abmil import ABMIL
+from slamctl.training.pamil import PAMIL
 
 
 @pytest.mark.parametrize("cls", [PAMIL, ABMIL])

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from slamctl.errors import SlamError
-from training.operating_point import choose_threshold
+from slamctl.training.operating_point import choose_threshold
 
 
 def test_best_f1_threshold_sits_between_the_classes():

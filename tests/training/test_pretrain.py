@@ -5,11 +5,11 @@ import pytest
 import torch
 
 from slamctl.errors import SlamError
-from training.bagset import load_bags
-from training.checkpoint import ENCODER_KIND, load_checkpoint
-from training.encoder import Encoder, EncoderConfig
-from training.pretrain import learning_rate, pretrain
-from training.pretrain_config import METHODS, PretrainConfig
+from slamctl.training.bagset import load_bags
+from slamctl.training.checkpoint import ENCODER_KIND, load_checkpoint
+from slamctl.training.encoder import Encoder, EncoderConfig
+from slamctl.training.pretrain import learning_rate, pretrain
+from slamctl.training.pretrain_config import METHODS, PretrainConfig
 
 TINY = PretrainConfig(
     epochs=2, batch_size=8, warmup_epochs=1, image_size=40, crop_size=32, width=4, proj_dim=8, num_workers=0

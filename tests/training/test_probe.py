@@ -1,6 +1,6 @@
 import numpy as np
 
-from training.probe import probe_auc
+from slamctl.training.probe import probe_auc
 
 
 def bags(signal, seed=0, n_bags=12, n=50, dim=8):

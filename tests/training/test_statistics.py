@@ -4,8 +4,8 @@ hand-made cases whose answers are known."""
 import numpy as np
 import pytest
 
-from training.metrics import roc_auc
-from training.statistics import bootstrap, paired_differences
+from slamctl.training.metrics import roc_auc
+from slamctl.training.statistics import bootstrap, paired_differences
 
 
 def mean(x):

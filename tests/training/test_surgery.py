@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from training.surgery import ags, pcgrad, plain_sum, project_conflicts
+from slamctl.training.surgery import ags, pcgrad, plain_sum, project_conflicts
 
 
 def random_grads(seed, n_tasks=2, dim=50):

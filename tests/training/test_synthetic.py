@@ -5,8 +5,8 @@ import pytest
 from PIL import Image
 
 from slamctl.errors import SlamError
-from training.bagset import load_bags, read_cell_truth
-from training.synthetic import SynthConfig, generate, positives_in_bag
+from slamctl.training.bagset import load_bags, read_cell_truth
+from slamctl.training.synthetic import SynthConfig, generate, positives_in_bag
 
 
 def test_positives_rule():
@@ -55,7 +55,7 @@ def test_rerun_is_a_no_op_and_a_different_config_needs_force(tmp_path):
 
 
 def test_null_setting_draws_abnormal_like_normal(tmp_path):
-    from training.synthetic import abnormal_type
+    from slamctl.training.synthetic import abnormal_type
 
     assert abnormal_type(SynthConfig(null=True)) is None
     assert abnormal_type(SynthConfig(null=False)) is not None
