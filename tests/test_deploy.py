@@ -155,7 +155,7 @@ def test_kserve_declares_grpc_and_a_cache_volume():
 def promtool() -> str:
     binary = shutil.which("promtool")
     if binary is None:
-        pytest.fail("promtool is not installed (.ci/run installs Debian's prometheus package)")
+        pytest.fail("promtool is not installed (./test.sh installs Debian's prometheus package as root)")
     return binary
 
 
@@ -235,7 +235,7 @@ def test_image_command_flags_parse_in_the_real_tritonserver(tmp_path):
     args = run_serve_script(tmp_path).stdout.splitlines()
     triton = Path(pytriton.__file__).parent / "tritonserver"
     env = {"LD_LIBRARY_PATH": f"{triton / 'external_libs'}:{triton / 'lib'}", "PATH": "/usr/bin:/bin"}
-    from serving.launcher import free_ports
+    from slamctl.serving.launcher import free_ports
 
     http, grpc, metrics = free_ports(3)
     ports = [f"--http-port={http}", f"--grpc-port={grpc}", f"--metrics-port={metrics}"]

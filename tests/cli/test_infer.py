@@ -90,7 +90,7 @@ def test_folder_of_bags_csv_and_resume(server, tiny_bags, tmp_path):
 def test_report_renders_in_chromium_with_every_thumbnail(server, tiny_bags, tmp_path):
     chromium = shutil.which("chromium")
     if chromium is None:
-        pytest.fail("chromium is not installed (.ci/run installs Debian's package)")
+        pytest.fail("chromium is not installed (./test.sh installs Debian's package as root)")
     r = run_cli(
         "infer",
         tiny_bags / "bag_0000",
@@ -406,7 +406,7 @@ def test_metrics_pushed_to_a_real_pushgateway(server, tiny_bags, tmp_path):
 
     binary = shutil.which("prometheus-pushgateway")
     if binary is None:
-        pytest.fail("prometheus-pushgateway is not installed (.ci/run installs Debian's package)")
+        pytest.fail("prometheus-pushgateway is not installed (./test.sh installs Debian's package as root)")
     (port,) = free_ports(1)
     gateway = f"127.0.0.1:{port}"
     proc = subprocess.Popen(

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from serving.launcher import free_ports
 from slamctl import contract
+from slamctl.serving.launcher import free_ports
 from tests.conftest import run_cli
 
 DASHBOARD = Path(__file__).parents[2] / "monitoring" / "grafana" / "dashboards" / "slamctl.json"
@@ -39,7 +39,7 @@ def prometheus(server, tiny_bags, tmp_path_factory):
     """Prometheus scraping the embedded server and a `slamctl infer --metrics-port` client."""
     binary = shutil.which("prometheus")
     if binary is None:
-        pytest.fail("prometheus is not installed (.ci/run installs Debian's package)")
+        pytest.fail("prometheus is not installed (./test.sh installs Debian's package as root)")
     tmp_path = tmp_path_factory.mktemp("prometheus")
     port, client_port = free_ports(2)
     config = tmp_path / "prometheus.yml"
