@@ -12,22 +12,14 @@ FOLDERS = ("training", "export", "serving", "client", "cli")  # installed as sla
 
 
 def test_the_wheel_holds_one_top_level_package(tmp_path):
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "-q",
-            "--no-deps",
-            "--no-build-isolation",
-            "-w",
-            tmp_path,
-            ROOT,
-        ],
-        check=True,
-        capture_output=True,
-    )
+    src = tmp_path / "src"  # a copy: setuptools writes build/ and *.egg-info into the source tree
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src)
+    for folder in ("slamctl", *FOLDERS):
+        shutil.copytree(ROOT / folder, src / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    pip = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation"]
+    subprocess.run([*pip, "-w", tmp_path, src], check=True, capture_output=True)
     (wheel,) = tmp_path.glob("slamctl-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
