@@ -30,7 +30,7 @@ def make_checkpoints(folder: Path, cfg: PretrainConfig | None = None) -> tuple[P
         folder / "encoder.pt",
     )
     mil = MilConfig()
-    agg = build_aggregator(mil.aggregator, cfg.proj_dim, mil.n_proto)
+    agg = build_aggregator(mil, cfg.proj_dim)
     save_checkpoint(
         {
             "kind": MIL_KIND,

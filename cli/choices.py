@@ -7,7 +7,14 @@ from enum import Enum
 
 from slamctl.client.results import FORMATS
 from slamctl.client.triton import WIRES
-from slamctl.training.choices import AGGREGATORS, FEATURES, PRETRAIN_METHODS, PRETRAIN_PRESETS, SWEEP_PRESETS
+from slamctl.training.choices import (
+    AGGREGATORS,
+    FEATURES,
+    INSTANCE_LOSSES,
+    PRETRAIN_METHODS,
+    PRETRAIN_PRESETS,
+    SWEEP_PRESETS,
+)
 
 
 def _choice(name: str, values: tuple[str, ...]) -> type[Enum]:
@@ -18,6 +25,7 @@ Method = _choice("Method", PRETRAIN_METHODS)
 PretrainPreset = _choice("PretrainPreset", PRETRAIN_PRESETS)
 Aggregator = _choice("Aggregator", AGGREGATORS)
 Features = _choice("Features", FEATURES)
+InstanceLoss = _choice("InstanceLoss", INSTANCE_LOSSES)
 Format = _choice("Format", FORMATS)
 Split = _choice("Split", ("test", "train", "all"))
 SweepPreset = _choice("SweepPreset", SWEEP_PRESETS)

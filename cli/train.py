@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from slamctl.cli.choices import Aggregator, Features, Method, PretrainPreset
+from slamctl.cli.choices import Aggregator, Features, InstanceLoss, Method, PretrainPreset
 from slamctl.cli.console import err, progress_bar, warn_if_degenerate
 from slamctl.training.embed_config import EmbedConfig
 from slamctl.training.mil_config import MilConfig
@@ -119,6 +119,27 @@ def mil(
     epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = _MIL.epochs,
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = _MIL.lr,
     n_proto: Annotated[int, typer.Option(help="PAMIL prototypes.")] = _MIL.n_proto,
+    standardise: Annotated[
+        bool,
+        typer.Option(
+            help="Per-bag robust standardisation (median, MAD) as the aggregator's first layer, "
+            "in the exported graph: removes a slide's offset and scale."
+        ),
+    ] = _MIL.standardise,
+    instance_loss: Annotated[
+        InstanceLoss,
+        typer.Option(
+            help="Instance-level loss: 'negatives' (every cell of a negative bag is normal, the top "
+            "cell of a positive bag abnormal, on the attention logits), 'reference' (PAMIL.py's "
+            "--inst_pred: top/bottom 8 attended cells) or 'none'."
+        ),
+    ] = _MIL.instance_loss,
+    proto_pred: Annotated[
+        bool, typer.Option(help="PAMIL's prototype prediction with its ER loss (PAMIL.py's --proto_pred).")
+    ] = _MIL.proto_pred,
+    restarts: Annotated[
+        int, typer.Option(help="Models trained from different seeds; the lowest validation loss is kept.")
+    ] = _MIL.restarts,
     val_fraction: Annotated[
         float, typer.Option(help="Train bags held out for model selection.")
     ] = _MIL.val_fraction,
@@ -147,6 +168,10 @@ def mil(
         epochs=epochs,
         lr=lr,
         n_proto=n_proto,
+        standardise=standardise,
+        instance_loss=instance_loss.value,
+        proto_pred=proto_pred,
+        restarts=restarts,
         val_fraction=val_fraction,
         patience=patience,
         target_sensitivity=target_sensitivity,

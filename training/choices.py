@@ -7,6 +7,7 @@ The modules that implement them key their tables by these names (a test checks i
 # reference for the encoder's ceiling; it needs per-cell truth, which real slides lack
 PRETRAIN_METHODS = ("slam-ags", "weaksupcon", "pcgrad", "simclr", "supervised", "cell-supervised")
 PRETRAIN_PRESETS = ("paper", "tiny")
-AGGREGATORS = ("pamil", "abmil")
+AGGREGATORS = ("pamil", "abmil", "maxmil")
+INSTANCE_LOSSES = ("none", "reference", "negatives")  # training/instance_loss.py
 FEATURES = ("h", "z")  # backbone h or projection head z
 SWEEP_PRESETS = ("cpu", "smoke", "paper")

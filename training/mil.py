@@ -16,6 +16,7 @@ import math
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -29,18 +30,23 @@ from slamctl.training.checkpoint import MIL_KIND, load_checkpoint, save_checkpoi
 from slamctl.training.choices import AGGREGATORS
 from slamctl.training.embed import EmbeddedBag, load_embedded, read_meta
 from slamctl.training.health import model_health
+from slamctl.training.instance_loss import WEIGHT as INSTANCE_WEIGHT
+from slamctl.training.instance_loss import InstanceClassifiers, negatives_loss, reference_loss
+from slamctl.training.maxmil import MaxMIL
 from slamctl.training.metrics import binary_metrics
 from slamctl.training.mil_config import MilConfig
 from slamctl.training.operating_point import choose_threshold
 from slamctl.training.pamil import PAMIL
 
 
-def build_aggregator(name: str, in_dim: int, n_proto: int = 10) -> torch.nn.Module:
-    if name == "pamil":
-        return PAMIL(in_dim, n_proto=n_proto)
-    if name == "abmil":
-        return ABMIL(in_dim)
-    raise SlamError(f"unknown aggregator {name!r}: expected one of {', '.join(AGGREGATORS)}")
+def build_aggregator(cfg: MilConfig, in_dim: int) -> torch.nn.Module:
+    if cfg.aggregator == "pamil":
+        return PAMIL(in_dim, n_proto=cfg.n_proto, standardise=cfg.standardise, proto_pred=cfg.proto_pred)
+    if cfg.aggregator == "abmil":
+        return ABMIL(in_dim, standardise=cfg.standardise)
+    if cfg.aggregator == "maxmil":
+        return MaxMIL(in_dim, standardise=cfg.standardise)
+    raise SlamError(f"unknown aggregator {cfg.aggregator!r}: expected one of {', '.join(AGGREGATORS)}")
 
 
 def load_split_bags(
@@ -80,12 +86,64 @@ def predict(model: torch.nn.Module, bags: list[EmbeddedBag]) -> tuple[np.ndarray
 
 
 @torch.no_grad()
-def _validate(model, bags, ys) -> tuple[float, np.ndarray]:
-    """Mean cross-entropy and P(abnormal) of the validation bags, one forward pass each."""
+def _validate(model, pairs: list[tuple[torch.Tensor, int]], instance_loss) -> tuple[float, np.ndarray]:
+    """Mean loss (bag cross-entropy plus the instance loss, as trained) and P(abnormal) of the
+    validation bags, one forward pass each."""
     model.eval()
-    logits = [model(torch.from_numpy(b.features)).logits for b in bags]
-    losses = [F.cross_entropy(z[None], torch.tensor([y])).item() for z, y in zip(logits, ys)]
-    return float(np.mean(losses)), np.array([float(torch.softmax(z, dim=0)[1]) for z in logits])
+    outputs = [(model(x), y) for x, y in pairs]
+    losses = [F.cross_entropy(o.logits[None], torch.tensor([y])) + instance_loss(o, y) for o, y in outputs]
+    probs = [float(torch.softmax(o.logits, dim=0)[1]) for o, _ in outputs]
+    return float(torch.stack(losses).mean()), np.array(probs)
+
+
+class _Fit(NamedTuple):
+    state: dict  # the model's parameters at its best validation epoch
+    best: dict  # val_loss, val_f1, epoch
+    history: list[dict]  # one row per epoch
+
+
+def _instance_loss(cfg: MilConfig, output, label: int, head: InstanceClassifiers | None) -> torch.Tensor:
+    if cfg.instance_loss == "reference":
+        return INSTANCE_WEIGHT * reference_loss(output, label, head)
+    if cfg.instance_loss == "negatives":
+        return INSTANCE_WEIGHT * negatives_loss(output, label)
+    return output.logits.new_zeros(())
+
+
+def _fit_one(cfg: MilConfig, seed: int, in_dim: int, fit: list, val: list, on_epoch) -> _Fit:
+    """Train one model from `seed` on the (features, label) pairs of `fit`; keep its epoch of
+    lowest validation loss (ties: higher validation F1)."""
+    torch.manual_seed(seed)
+    model = build_aggregator(cfg, in_dim)
+    head = InstanceClassifiers(model.hidden_dim)
+    params = list(model.parameters()) + (list(head.parameters()) if cfg.instance_loss == "reference" else [])
+    optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    rng = np.random.default_rng(seed)
+    best, state, history = {"val_loss": math.inf, "val_f1": -1.0, "epoch": -1}, None, []
+    for epoch in range(cfg.epochs):
+        model.train()
+        train_loss = 0.0
+        for i in rng.permutation(len(fit)):
+            features, label = fit[i]
+            output = model(features)
+            loss = F.cross_entropy(output.logits[None], torch.tensor([label])) + output.aux_loss
+            loss = loss + _instance_loss(cfg, output, label, head)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            train_loss += loss.item() / len(fit)
+        val_loss, val_probs = _validate(model, val, lambda o, y: _instance_loss(cfg, o, y, head))
+        val_f1 = binary_metrics(np.array([y for _, y in val]), val_probs)["f1"]
+        row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_f1": val_f1}
+        history.append(row)
+        if (val_loss, -val_f1) < (best["val_loss"], -best["val_f1"]):
+            best = {"val_loss": val_loss, "val_f1": val_f1, "epoch": epoch}
+            state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if on_epoch:
+            on_epoch(epoch + 1, cfg.epochs, row)
+        if epoch - best["epoch"] >= cfg.patience:
+            break
+    return _Fit(state, best, history)
 
 
 def train_mil(
@@ -96,58 +154,43 @@ def train_mil(
     *,
     on_epoch: Callable[[int, int, dict], None] | None = None,
 ) -> Path:
-    """Train on the train split, select on validation; returns OUT/mil.pt."""
+    """Train on the train split, select on validation; returns OUT/mil.pt.
+
+    With restarts R > 1, R models are trained from seeds (seed, r) on the same fit and
+    validation bags and the one of lowest validation loss is kept."""
     cfg.check()
     bags, ys, meta = load_split_bags(emb_dir, labels_path, "train")
     roles = assign_splits(ys, cfg.val_fraction, cfg.seed, at_least_one=True)  # 'test' here means validation
-    fit = [i for i, r in enumerate(roles) if r == "train"]
-    val = [i for i, r in enumerate(roles) if r == "test"]
-    val_labels = sorted({ys[i] for i in val})
+    pairs = [(torch.from_numpy(b.features), y) for b, y in zip(bags, ys)]
+    fit = [p for p, r in zip(pairs, roles) if r == "train"]
+    val = [p for p, r in zip(pairs, roles) if r == "test"]
+    val_labels = sorted({y for _, y in val})
     if not fit or val_labels != [0, 1]:
         raise SlamError(
             f"{labels_path}: the validation split ({len(val)} of {len(ys)} train bags) needs a bag of each "
             f"label, found labels {val_labels}: add train bags or raise --val-fraction"
         )
-    torch.manual_seed(cfg.seed)
-    model = build_aggregator(cfg.aggregator, meta["dim"], cfg.n_proto)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    rng = np.random.default_rng(cfg.seed)
+    fits = []
+    for r in range(cfg.restarts):
+        seed = cfg.seed if r == 0 else cfg.seed * 1000 + r  # restart 0 is the plain run of --seed
+        fits.append(_fit_one(cfg, seed, meta["dim"], fit, val, on_epoch))
+    chosen = min(range(len(fits)), key=lambda r: (fits[r].best["val_loss"], -fits[r].best["val_f1"]))
+    best = {**fits[chosen].best, "restart": chosen}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    best = {"val_loss": math.inf, "val_f1": -1.0, "epoch": -1}
-    best_state = None
-    history = []
-    val_bags, val_ys = [bags[i] for i in val], [ys[i] for i in val]
-    for epoch in range(cfg.epochs):
-        model.train()
-        train_loss = 0.0
-        for i in rng.permutation(fit):
-            output = model(torch.from_numpy(bags[i].features))
-            loss = F.cross_entropy(output.logits[None], torch.tensor([ys[i]])) + output.aux_loss
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            train_loss += loss.item() / len(fit)
-        val_loss, val_probs = _validate(model, val_bags, val_ys)
-        val_f1 = binary_metrics(np.array(val_ys), val_probs)["f1"]
-        row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_f1": val_f1}
-        history.append(row)
-        if (val_loss, -val_f1) < (best["val_loss"], -best["val_f1"]):
-            best = {"val_loss": val_loss, "val_f1": val_f1, "epoch": epoch}
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        if on_epoch:
-            on_epoch(epoch + 1, cfg.epochs, row)
-        if epoch - best["epoch"] >= cfg.patience:
-            break
+    history = [{"restart": r, **row} for r, f in enumerate(fits) for row in f.history]
     write_csv(out / "mil_history.csv", list(history[0]), [row.values() for row in history])
-    model.load_state_dict(best_state)
+    model = build_aggregator(cfg, meta["dim"])
+    model.load_state_dict(fits[chosen].state)
+    val_bags = [b for b, r in zip(bags, roles) if r == "test"]
+    val_ys = [y for _, y in val]
     val_probs, val_attention = predict(model, val_bags)
     threshold = choose_threshold(np.array(val_ys), val_probs, cfg.target_sensitivity)
     path = out / "mil.pt"
     save_checkpoint(
         {
             "kind": MIL_KIND,
-            "model": best_state,
+            "model": fits[chosen].state,
             "config": asdict(cfg),
             "in_dim": meta["dim"],
             "embedding": meta,
@@ -174,7 +217,7 @@ def load_mil(path: Path) -> tuple[torch.nn.Module, dict]:
     """The aggregator of a MIL checkpoint, in eval mode, and the checkpoint."""
     ckpt = load_checkpoint(path, MIL_KIND)
     cfg = MilConfig(**ckpt["config"])
-    model = build_aggregator(cfg.aggregator, ckpt["in_dim"], cfg.n_proto)
+    model = build_aggregator(cfg, ckpt["in_dim"])
     model.load_state_dict(ckpt["model"])
     return model.eval(), ckpt
 

@@ -5,17 +5,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from slamctl.errors import SlamError
-from slamctl.training.choices import AGGREGATORS
+from slamctl.training.choices import AGGREGATORS, INSTANCE_LOSSES
 from slamctl.training.operating_point import check_target_sensitivity
 
 
 @dataclass(frozen=True)
 class MilConfig:
-    aggregator: str = "pamil"
+    aggregator: str = (
+        "maxmil"  # the one that passes the controls with slide effects (docs/results/mil-controls)
+    )
     epochs: int = 50
     lr: float = 1e-3  # Adam, as the reference
     weight_decay: float = 1e-4
     n_proto: int = 10  # PAMIL prototypes
+    standardise: bool = True  # per-bag robust standardisation as the aggregator's first layer
+    instance_loss: str = "none"  # or reference (PAMIL.py's --inst_pred), negatives (slide-label aware)
+    proto_pred: bool = False  # PAMIL's prototype prediction and ER loss (PAMIL.py's --proto_pred)
+    restarts: int = 5  # models trained from different seeds on the same split; lowest validation loss kept
     val_fraction: float = 0.25  # of the train bags, for model selection
     patience: int = 10  # epochs without a better validation loss before stopping
     target_sensitivity: float | None = None  # None: the threshold of best validation F1
@@ -23,7 +29,19 @@ class MilConfig:
 
     def check(self) -> None:
         if self.aggregator not in AGGREGATORS:
-            raise SlamError(f"--aggregator: expected pamil or abmil, got {self.aggregator!r}")
+            raise SlamError(
+                f"--aggregator: expected one of {', '.join(AGGREGATORS)}, got {self.aggregator!r}"
+            )
+        if self.instance_loss not in INSTANCE_LOSSES:
+            raise SlamError(
+                f"--instance-loss: expected one of {', '.join(INSTANCE_LOSSES)}, got {self.instance_loss!r}"
+            )
+        if self.proto_pred and self.aggregator != "pamil":
+            raise SlamError(
+                f"--proto-pred: PAMIL's prototype prediction, not for --aggregator {self.aggregator}"
+            )
+        if self.restarts < 1:
+            raise SlamError(f"--restarts: expected >= 1, got {self.restarts}")
         if not 0 < self.val_fraction < 1:
             raise SlamError(f"--val-fraction: expected 0 < f < 1, got {self.val_fraction}")
         check_target_sensitivity(self.target_sensitivity)

@@ -9,8 +9,10 @@ import torch
 
 class MilOutput(NamedTuple):
     logits: torch.Tensor  # (C,) bag logits
-    attention: torch.Tensor  # (N,) softmax over the bag's cells: the per-cell score, higher = more abnormal
-    aux_loss: torch.Tensor  # () weighted auxiliary loss (PAMIL's clustering), 0 otherwise
+    attention: torch.Tensor  # (N,) softmax of `scores` over the bag's cells: the served per-cell score
+    aux_loss: torch.Tensor  # () the model's own weighted auxiliary losses (PAMIL's clustering, ER), or 0
+    scores: torch.Tensor  # (N,) attention logits: higher = more abnormal
+    hidden: torch.Tensor  # (N, H) the cell features the attention pools (instance losses read them)
 
 
 def check_bag(features: torch.Tensor, in_dim: int) -> None:

@@ -8,6 +8,7 @@ import shutil
 from slamctl import contract
 from slamctl.card import model_id
 from slamctl.export.model_card import MODEL_CARD_JSON, MODEL_CARD_MD, dataset_facts
+from slamctl.training.choices import AGGREGATORS
 from tests.conftest import TINY, run_cli
 
 
@@ -31,7 +32,7 @@ def test_the_card_lists_how_the_model_was_made(tiny_repository, tiny_bags):
     assert labels["normal"]["bags"] + labels["abnormal"]["bags"] == TINY.bags
     assert labels["abnormal"]["cells"] > 0
     assert card["pretraining"]["method"] == "slam-ags" and card["pretraining"]["config"]["crop_size"] == 32
-    assert card["aggregator"]["name"] in ("pamil", "abmil") and "patience" in card["aggregator"]["config"]
+    assert card["aggregator"]["name"] in AGGREGATORS and "patience" in card["aggregator"]["config"]
     assert 0 <= card["threshold"] <= 1 and card["threshold_rule"]
     assert {"python", "slamctl", "torch", "onnx", "onnxruntime"} <= set(card["software"])
     assert card["exported_at"].endswith("+00:00") and "Research use only" in card["intended_use"]

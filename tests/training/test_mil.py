@@ -85,7 +85,8 @@ def test_early_stopping(tmp_path):
     emb = fake_embeddings(tmp_path / "emb", signal=0.0)
     train_mil(MilConfig(epochs=50, patience=2), emb, emb / "labels.csv", tmp_path / "run")
     history = list(csv.DictReader(open(tmp_path / "run" / "mil_history.csv")))
-    assert len(history) < 50
+    for restart in range(MilConfig().restarts):
+        assert 0 < sum(row["restart"] == str(restart) for row in history) < 50
 
 
 def test_labels_naming_missing_bags(tmp_path):
@@ -108,3 +109,28 @@ def test_checkpoint_of_wrong_kind(tmp_path):
         load_mil(tmp_path / "enc.pt")
     shutil.copy(tmp_path / "enc.pt", tmp_path / "enc2.pt")
     assert load_checkpoint(tmp_path / "enc2.pt", ENCODER_KIND)["kind"] == ENCODER_KIND
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--proto-pred"], "--proto-pred: PAMIL's prototype prediction, not for --aggregator maxmil"),
+        (["--restarts", "0"], "--restarts: expected >= 1, got 0"),
+    ],
+)
+def test_mil_options_are_checked_in_one_line(tmp_path, options, message):
+    emb = fake_embeddings(tmp_path / "emb")
+    r = run_cli(
+        "train", "mil", "--embeddings", emb, "--labels", emb / "labels.csv", "--out", tmp_path / "r", *options
+    )
+    assert r.code == 1 and message in r.err and "Traceback" not in r.err
+
+
+def test_restarts_keep_the_start_of_lowest_validation_loss(tmp_path):
+    emb = fake_embeddings(tmp_path / "emb")
+    path = train_mil(MilConfig(epochs=8, patience=8, restarts=3), emb, emb / "labels.csv", tmp_path / "run")
+    _, ckpt = load_mil(path)
+    history = list(csv.DictReader(open(tmp_path / "run" / "mil_history.csv")))
+    assert {row["restart"] for row in history} == {"0", "1", "2"}
+    best = min(history, key=lambda row: float(row["val_loss"]))
+    assert ckpt["best"]["restart"] == int(best["restart"]) and ckpt["best"]["epoch"] == int(best["epoch"])

@@ -1,10 +1,11 @@
-"""The MIL aggregators' controls, through the real commands.
+"""The MIL aggregators' controls, through the real commands, on oracle embeddings with the
+slide-level effects of real encoders (training/oracle.py: 80 bags of 300 cells, per-bag
+offset, scale and cell-type mix, a cell probe near 0.95).
 
-Positive control: oracle embeddings built from the cell truth (training/oracle.py), 64 bags
-of 200 cells, 48 train / 16 test. With `train mil`'s defaults each aggregator must reach
-held-out bag AUC >= 0.95 and mean top-K retrieval >= 0.8 at witness rates 10% and 1% (2
-abnormal cells in 200). Negative control: the same bags with abnormal cells drawn like
-normal ones: bag AUC about 0.5, and a model that learned nothing is flagged degenerate.
+Positive control: with `train mil`'s defaults, held-out bag AUC >= 0.95 and top-K retrieval
+>= 0.8 at witness rates 10% and 1% (3 abnormal cells in 300), on the worst of three seeds.
+Each part of the default is shown necessary: without it the worst seed fails. Negative
+control: abnormal cells drawn like normal ones give bag AUC about 0.5.
 """
 
 import json
@@ -15,9 +16,22 @@ import pytest
 from slamctl.training.oracle import OracleConfig, write_oracle
 from tests.conftest import run_cli
 
+SEEDS = (0, 1, 2)
+ALL_SEEDS = (0, 1, 2, 3, 4)  # one start fails on seed 4 only: its control needs five
 
-def train_and_evaluate(folder, aggregator="pamil", seed=0):
-    run = folder / "run"
+
+@pytest.fixture(scope="module")
+def oracles(tmp_path_factory):
+    """One oracle folder per (witness rate, seed), shared by the tests of this module."""
+    root = tmp_path_factory.mktemp("oracles")
+    return {
+        (wr, seed): write_oracle(OracleConfig(witness_rate=wr, seed=seed), root / f"{wr}-{seed}")
+        for wr, seeds in ((0.1, SEEDS), (0.01, ALL_SEEDS))
+        for seed in seeds
+    }
+
+
+def train_and_evaluate(folder, run, *options, seed=0):
     r = run_cli(
         "train",
         "mil",
@@ -27,10 +41,9 @@ def train_and_evaluate(folder, aggregator="pamil", seed=0):
         folder / "labels.csv",
         "--out",
         run,
-        "--aggregator",
-        aggregator,
         "--seed",
         seed,
+        *options,
     )
     assert r.code == 0, r.err
     r = run_cli("evaluate", "--run", run, "--embeddings", folder, "--bags", folder)
@@ -38,29 +51,50 @@ def train_and_evaluate(folder, aggregator="pamil", seed=0):
     return json.loads((run / "eval" / "summary.json").read_text()), r.err
 
 
+def worst(oracles, tmp_path, witness_rate, *options, seeds=SEEDS):
+    runs = [
+        train_and_evaluate(oracles[witness_rate, s], tmp_path / f"run{s}", *options, seed=s)[0] for s in seeds
+    ]
+    return min(r["auc"] for r in runs), min(r["top_k_fraction_mean"] for r in runs), runs
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("aggregator", ["pamil", "abmil"])
 @pytest.mark.parametrize("witness_rate", [0.1, 0.01])
-def test_positive_control(tmp_path, aggregator, witness_rate):
-    folder = write_oracle(OracleConfig(witness_rate=witness_rate), tmp_path / "oracle")
-    summary, _ = train_and_evaluate(folder, aggregator)
-    assert summary["bags"] == 16
-    assert summary["auc"] >= 0.95, summary
-    assert summary["top_k_fraction_mean"] >= 0.8, summary
-    assert summary["f1"] >= 0.8, summary  # at the threshold chosen on validation bags
-    assert not summary["degenerate"] and summary["probe_auc"] > 0.99
+def test_positive_control_on_the_worst_seed(oracles, tmp_path, witness_rate):
+    auc, top_k, runs = worst(oracles, tmp_path, witness_rate)
+    assert auc >= 0.95 and top_k >= 0.8, [(r["auc"], r["top_k_fraction_mean"]) for r in runs]
+    for r in runs:
+        assert r["bags"] == 20 and r["aggregator"] == "maxmil" and not r["degenerate"]
+        assert 0.9 <= r["probe_auc"] <= 0.99  # like a real encoder's embeddings, not a perfect one
 
 
 @pytest.mark.slow
-def test_negative_control_gives_chance_and_a_degenerate_flag(tmp_path):
-    aucs, flagged = [], []
-    for seed in range(3):
+@pytest.mark.parametrize(
+    "option, seeds",
+    [
+        (["--no-standardise"], SEEDS),  # the slide's offset and scale stay in the embeddings
+        (["--restarts", "1"], ALL_SEEDS),  # one start: the linear scorer's optimum depends on the seed
+    ],
+    ids=["no-standardise", "one-start"],
+)
+def test_each_part_of_the_default_is_needed_at_one_percent(oracles, tmp_path, option, seeds):
+    auc, top_k, runs = worst(oracles, tmp_path, 0.01, *option, seeds=seeds)
+    assert auc < 0.9, [(r["auc"], r["top_k_fraction_mean"]) for r in runs]
+
+
+@pytest.mark.slow
+def test_negative_control_gives_chance(tmp_path):
+    aucs = []
+    for seed in SEEDS:
         folder = write_oracle(OracleConfig(witness_rate=0.1, null=True, seed=seed), tmp_path / str(seed))
-        summary, err = train_and_evaluate(folder, seed=seed)
+        summary, _ = train_and_evaluate(folder, tmp_path / f"run{seed}", seed=seed)
         aucs.append(summary["auc"])
-        flagged.append(summary["degenerate"])
-        if flagged[-1]:
-            assert "warning: degenerate model on the test bags" in err
         assert summary["probe_auc"] < 0.6  # the oracle without signal: nothing for an encoder to find
-    assert abs(np.mean(aucs) - 0.5) <= 0.2, aucs
-    assert any(flagged), "a null model that learned nothing must be flagged degenerate"
+    assert abs(np.mean(aucs) - 0.5) <= 0.15, aucs
+
+
+@pytest.mark.slow
+def test_a_pamil_that_learned_nothing_is_flagged_degenerate(tmp_path):
+    folder = write_oracle(OracleConfig(witness_rate=0.1, null=True), tmp_path / "null")
+    summary, err = train_and_evaluate(folder, tmp_path / "run", "--aggregator", "pamil", "--restarts", "1")
+    assert summary["degenerate"] and "warning: degenerate model on the test bags" in err

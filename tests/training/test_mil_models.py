@@ -2,10 +2,11 @@ import pytest
 import torch
 
 from slamctl.training.abmil import ABMIL
+from slamctl.training.maxmil import MaxMIL
 from slamctl.training.pamil import PAMIL
 
 
-@pytest.mark.parametrize("cls", [PAMIL, ABMIL])
+@pytest.mark.parametrize("cls", [PAMIL, ABMIL, MaxMIL])
 @pytest.mark.parametrize("n", [1, 5000])
 def test_shapes_and_attention_sums(cls, n):
     torch.manual_seed(0)
@@ -23,7 +24,7 @@ def test_pamil_clustering_loss_is_weighted_and_bounded():
     assert 0 <= float(out.aux_loss.detach()) < 0.01
 
 
-@pytest.mark.parametrize("cls", [PAMIL, ABMIL])
+@pytest.mark.parametrize("cls", [PAMIL, ABMIL, MaxMIL])
 def test_wrong_input_is_refused(cls):
     with pytest.raises(ValueError, match=r"expected bag features \(N >= 1, 32\), got \(3, 16\)"):
         cls(32)(torch.randn(3, 16))
@@ -39,3 +40,22 @@ def test_attention_is_permutation_equivariant():
     a, b = model(x), model(x[perm])
     assert torch.allclose(a.logits, b.logits, atol=1e-5)
     assert torch.allclose(a.attention[perm], b.attention, atol=1e-6)
+
+
+def test_maxmil_decides_on_its_most_abnormal_cell():
+    torch.manual_seed(2)
+    model = MaxMIL(4, standardise=False).eval()
+    x = torch.randn(30, 4)
+    out = model(x)
+    assert torch.equal(out.logits, torch.stack([torch.zeros(()), out.scores.max()]))
+    assert out.attention.argmax() == out.scores.argmax()  # the served ranking is the decision's evidence
+
+
+def test_pamil_prototype_prediction_mixes_logits_and_adds_the_er_loss():
+    torch.manual_seed(3)
+    x = torch.randn(40, 16)
+    plain, mixed = PAMIL(16, proto_pred=False).eval(), PAMIL(16, proto_pred=True).eval()
+    mixed.load_state_dict(plain.state_dict(), strict=False)  # same shared weights, plus the proto head
+    a, b = plain(x), mixed(x)
+    assert torch.allclose(a.attention, b.attention)  # the attention does not change
+    assert not torch.allclose(a.logits, b.logits) and b.aux_loss > a.aux_loss  # ER loss >= 0 added
