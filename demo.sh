@@ -29,7 +29,9 @@ $S train pretrain --bags "$OUT/bags" --out "$OUT/run" --method slam-ags --preset
 
 step "4/8 embeddings and the MIL aggregator"
 $S train embed --encoder "$OUT/run/checkpoint.pt" --bags "$OUT/bags" --out "$OUT/run/emb"
-if [ ! -f "$OUT/run/mil.pt" ]; then
+# a mil.pt of an older slamctl (one that load_mil refuses) is trained again
+if ! .venv/bin/python -c "import sys; from slamctl.training.mil import load_mil; load_mil(sys.argv[1])" \
+    "$OUT/run/mil.pt" 2>/dev/null; then
   # 20% of an abnormal bag's cells are blasts here: the bag median moves with them, so the
   # per-bag standardisation (on by default, for 1% to 10%) is off (docs/results/mil-controls)
   $S train mil --embeddings "$OUT/run/emb" --labels "$OUT/bags/labels.csv" --out "$OUT/run" --no-standardise

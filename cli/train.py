@@ -140,6 +140,24 @@ def mil(
     restarts: Annotated[
         int, typer.Option(help="Models trained from different seeds; the lowest validation loss is kept.")
     ] = _MIL.restarts,
+    init_from: Annotated[
+        Path | None,
+        typer.Option(
+            help="Curriculum (PAMIL.py's --resume_path): start from this mil.pt, trained at a higher "
+            "witness rate, with the prototypes and projections frozen for --freeze-epochs."
+        ),
+    ] = None,
+    freeze_epochs: Annotated[
+        int, typer.Option(help="Curriculum: epochs before the frozen parts train.")
+    ] = _MIL.freeze_epochs,
+    folds: Annotated[
+        int,
+        typer.Option(
+            help="K > 1: one model per stratified fold of the train bags, selected on its fold; every "
+            "train bag gets an out-of-fold prediction (OUT/oof.csv, the threshold's data) and the K "
+            "models are saved and served as one (mean probability, mean attention)."
+        ),
+    ] = _MIL.folds,
     val_fraction: Annotated[
         float, typer.Option(help="Train bags held out for model selection.")
     ] = _MIL.val_fraction,
@@ -172,6 +190,9 @@ def mil(
         instance_loss=instance_loss.value,
         proto_pred=proto_pred,
         restarts=restarts,
+        folds=folds,
+        init_from=str(init_from) if init_from else None,
+        freeze_epochs=freeze_epochs,
         val_fraction=val_fraction,
         patience=patience,
         target_sensitivity=target_sensitivity,
@@ -187,8 +208,14 @@ def mil(
         path = train_mil(cfg, embeddings, labels, out, on_epoch=on_epoch)
     ckpt = load_checkpoint(path, MIL_KIND)
     health = ckpt["health"]
+    best = ckpt["best"]
+    selected = (
+        f"{folds} folds, best epochs {', '.join(str(b['epoch'] + 1) for b in best['folds'])}, mean validation loss"
+        if folds > 1
+        else f"epoch {best['epoch'] + 1}, validation loss"
+    )
     err.print(
-        f"checkpoint: {path} (epoch {ckpt['best']['epoch'] + 1}, validation loss {ckpt['best']['val_loss']:.3f}, "
+        f"checkpoint: {path} ({selected} {best['val_loss']:.3f}, "
         f"threshold {ckpt['threshold']:.3f}: {ckpt['threshold_rule']}; attention entropy "
         f"{health['attention_entropy']:.3f} of log N, P(abnormal) spread {health['prob_spread']:.3f})"
     )

@@ -27,6 +27,7 @@ from slamctl.training.mil_config import MilConfig
 from slamctl.training.oracle import OracleConfig, write_oracle
 from slamctl.training.probe import probe_auc
 
+CURRICULUM = "10%"  # init_from marker: start from the same settings trained on the seed's 10% oracle
 PREVIOUS = MilConfig(standardise=False, instance_loss="none", restarts=1)  # the defaults before
 STD = replace(PREVIOUS, standardise=True)
 NEG = replace(STD, instance_loss="negatives")
@@ -48,6 +49,9 @@ ROWS = [
     ("maxmil", "+ standardise, negatives loss, 5 restarts", replace(NEG, restarts=5)),
     ("maxmil", "+ standardise, 5 restarts (the new default)", MilConfig()),
     ("maxmil", "default without standardise", replace(MilConfig(), standardise=False)),
+    ("maxmil", "default, 4-fold ensemble (--folds 4)", replace(MilConfig(), folds=4)),
+    ("pamil", "+ standardise, curriculum from 10%", replace(STD, init_from=CURRICULUM)),
+    ("maxmil", "default, curriculum from 10%", replace(MilConfig(), init_from=CURRICULUM)),
 ]
 
 
@@ -70,6 +74,11 @@ def run_one(out: Path, name: str, aggregator: str, cfg: MilConfig, oracle: Oracl
         return json.loads(path.read_text())
     folder = write_oracle(oracle, out / "data" / f"wr{oracle.witness_rate}-seed{oracle.seed}")
     run = out / "runs" / path.stem
+    if cfg.init_from == CURRICULUM:  # the reference's --resume_path: a model of a higher witness rate
+        start = replace(oracle, witness_rate=0.1)
+        source = write_oracle(start, out / "data" / f"wr{start.witness_rate}-seed{start.seed}")
+        first = replace(cfg, aggregator=aggregator, seed=oracle.seed, init_from=None)
+        cfg = replace(cfg, init_from=str(train_mil(first, source, source / "labels.csv", run / "start")))
     train_mil(replace(cfg, aggregator=aggregator, seed=oracle.seed), folder, folder / "labels.csv", run)
     model, _ = load_mil(run / "mil.pt")
     bags, ys, cells = labelled(folder, "test")

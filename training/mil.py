@@ -29,6 +29,7 @@ from slamctl.training.bagset import assign_splits, read_labels_csv, read_split
 from slamctl.training.checkpoint import MIL_KIND, load_checkpoint, save_checkpoint
 from slamctl.training.choices import AGGREGATORS
 from slamctl.training.embed import EmbeddedBag, load_embedded, read_meta
+from slamctl.training.folds import FoldEnsemble, assign_folds
 from slamctl.training.health import model_health
 from slamctl.training.instance_loss import WEIGHT as INSTANCE_WEIGHT
 from slamctl.training.instance_loss import InstanceClassifiers, negatives_loss, reference_loss
@@ -110,17 +111,27 @@ def _instance_loss(cfg: MilConfig, output, label: int, head: InstanceClassifiers
     return output.logits.new_zeros(())
 
 
-def _fit_one(cfg: MilConfig, seed: int, in_dim: int, fit: list, val: list, on_epoch) -> _Fit:
-    """Train one model from `seed` on the (features, label) pairs of `fit`; keep its epoch of
-    lowest validation loss (ties: higher validation F1)."""
+FROZEN_PREFIXES = ("proto", "fc.")  # frozen first in curriculum, as PAMIL.py's "proto" and "fc"
+
+
+def _fit_one(
+    cfg: MilConfig, seed: int, in_dim: int, fit: list, val: list, on_epoch, init: dict | None
+) -> _Fit:
+    """Train one model from `seed` (or from the weights `init`) on the (features, label) pairs
+    of `fit`; keep its epoch of lowest validation loss (ties: higher validation F1)."""
     torch.manual_seed(seed)
     model = build_aggregator(cfg, in_dim)
+    if init is not None:
+        model.load_state_dict(init)
+    frozen = [p for n, p in model.named_parameters() if init is not None and n.startswith(FROZEN_PREFIXES)]
     head = InstanceClassifiers(model.hidden_dim)
     params = list(model.parameters()) + (list(head.parameters()) if cfg.instance_loss == "reference" else [])
     optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     rng = np.random.default_rng(seed)
     best, state, history = {"val_loss": math.inf, "val_f1": -1.0, "epoch": -1}, None, []
     for epoch in range(cfg.epochs):
+        for p in frozen:
+            p.requires_grad_(epoch >= cfg.freeze_epochs)
         model.train()
         train_loss = 0.0
         for i in rng.permutation(len(fit)):
@@ -146,6 +157,37 @@ def _fit_one(cfg: MilConfig, seed: int, in_dim: int, fit: list, val: list, on_ep
     return _Fit(state, best, history)
 
 
+def _train_split(
+    cfg: MilConfig, dim: int, fit: list, val: list, on_epoch, init: dict | None
+) -> tuple[torch.nn.Module, dict, list]:
+    """`cfg.restarts` models on one fit/validation split; the one of lowest validation loss
+    (ties: higher F1), its best epoch, and every start's history."""
+    fits = []
+    for r in range(cfg.restarts):
+        seed = cfg.seed if r == 0 else cfg.seed * 1000 + r  # restart 0 is the plain run of --seed
+        fits.append(_fit_one(cfg, seed, dim, fit, val, on_epoch, init))
+    chosen = min(range(len(fits)), key=lambda r: (fits[r].best["val_loss"], -fits[r].best["val_f1"]))
+    model = build_aggregator(cfg, dim)
+    model.load_state_dict(fits[chosen].state)
+    history = [{"restart": r, **row} for r, f in enumerate(fits) for row in f.history]
+    return model.eval(), {**fits[chosen].best, "restart": chosen}, history
+
+
+def _splits(cfg: MilConfig, ys: list[int], labels_path: Path) -> list[list[bool]]:
+    """Per split, which train bags are held out for validation: one seeded split, or K folds."""
+    if cfg.folds > 1:
+        folds = assign_folds(ys, cfg.folds, cfg.seed)
+        return [[f == k for f in folds] for k in range(cfg.folds)]
+    held = [r == "test" for r in assign_splits(ys, cfg.val_fraction, cfg.seed, at_least_one=True)]
+    val_labels = sorted({y for y, h in zip(ys, held) if h})
+    if all(held) or val_labels != [0, 1]:
+        raise SlamError(
+            f"{labels_path}: the validation split ({sum(held)} of {len(ys)} train bags) needs a bag of each "
+            f"label, found labels {val_labels}: add train bags or raise --val-fraction"
+        )
+    return [held]
+
+
 def train_mil(
     cfg: MilConfig,
     emb_dir: Path,
@@ -157,67 +199,103 @@ def train_mil(
     """Train on the train split, select on validation; returns OUT/mil.pt.
 
     With restarts R > 1, R models are trained from seeds (seed, r) on the same fit and
-    validation bags and the one of lowest validation loss is kept."""
+    validation bags and the one of lowest validation loss is kept. With folds K > 1, one such
+    model per fold (training/folds.py), saved as their ensemble; the threshold and health
+    come from the out-of-fold predictions, written to OUT/oof.csv."""
     cfg.check()
     bags, ys, meta = load_split_bags(emb_dir, labels_path, "train")
-    roles = assign_splits(ys, cfg.val_fraction, cfg.seed, at_least_one=True)  # 'test' here means validation
     pairs = [(torch.from_numpy(b.features), y) for b, y in zip(bags, ys)]
-    fit = [p for p, r in zip(pairs, roles) if r == "train"]
-    val = [p for p, r in zip(pairs, roles) if r == "test"]
-    val_labels = sorted({y for _, y in val})
-    if not fit or val_labels != [0, 1]:
-        raise SlamError(
-            f"{labels_path}: the validation split ({len(val)} of {len(ys)} train bags) needs a bag of each "
-            f"label, found labels {val_labels}: add train bags or raise --val-fraction"
-        )
-    fits = []
-    for r in range(cfg.restarts):
-        seed = cfg.seed if r == 0 else cfg.seed * 1000 + r  # restart 0 is the plain run of --seed
-        fits.append(_fit_one(cfg, seed, meta["dim"], fit, val, on_epoch))
-    chosen = min(range(len(fits)), key=lambda r: (fits[r].best["val_loss"], -fits[r].best["val_f1"]))
-    best = {**fits[chosen].best, "restart": chosen}
+    init = _curriculum_start(cfg, meta["dim"]) if cfg.init_from else None
+    members, bests, history = [], [], []
+    held_probs, held_attention = [None] * len(bags), [None] * len(bags)
+    for k, held in enumerate(_splits(cfg, ys, labels_path)):
+        fit = [p for p, h in zip(pairs, held) if not h]
+        val = [p for p, h in zip(pairs, held) if h]
+        model, best, rows = _train_split(cfg, meta["dim"], fit, val, on_epoch, init)
+        members.append(model)
+        bests.append(best)
+        history += [{"fold": k, **row} for row in rows]
+        index = [i for i, h in enumerate(held) if h]
+        for i, p, a in zip(index, *predict(model, [bags[i] for i in index])):
+            held_probs[i], held_attention[i] = p, a
+    index = [i for i, p in enumerate(held_probs) if p is not None]
+    val_ys, val_probs = np.array([ys[i] for i in index]), np.array([held_probs[i] for i in index])
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    history = [{"restart": r, **row} for r, f in enumerate(fits) for row in f.history]
     write_csv(out / "mil_history.csv", list(history[0]), [row.values() for row in history])
-    model = build_aggregator(cfg, meta["dim"])
-    model.load_state_dict(fits[chosen].state)
-    val_bags = [b for b, r in zip(bags, roles) if r == "test"]
-    val_ys = [y for _, y in val]
-    val_probs, val_attention = predict(model, val_bags)
-    threshold = choose_threshold(np.array(val_ys), val_probs, cfg.target_sensitivity)
+    if cfg.folds > 1:
+        write_csv(
+            out / "oof.csv",
+            ["bag_id", "label", "prob_abnormal"],
+            [(bags[i].bag_id, ys[i], f"{held_probs[i]:.6f}") for i in index],
+        )
+    model = members[0] if cfg.folds == 1 else FoldEnsemble(members)
     path = out / "mil.pt"
     save_checkpoint(
         {
             "kind": MIL_KIND,
-            "model": fits[chosen].state,
+            "model": {k: v.detach().clone() for k, v in model.state_dict().items()},
             "config": asdict(cfg),
             "in_dim": meta["dim"],
             "embedding": meta,
-            "best": best,
-            "fit_bags": len(fit),
-            "val_bags": len(val),
-            "threshold": threshold,
-            "threshold_rule": threshold_rule(cfg.target_sensitivity),
-            "health": model_health(val_probs, val_attention).as_dict(),
+            "best": bests[0] if cfg.folds == 1 else _mean_best(bests),
+            "fit_bags": len(bags) - len(index) // cfg.folds if cfg.folds > 1 else len(bags) - len(index),
+            "val_bags": len(index),
+            "threshold": choose_threshold(val_ys, val_probs, cfg.target_sensitivity),
+            "threshold_rule": threshold_rule(cfg.target_sensitivity, out_of_fold=cfg.folds > 1),
+            "health": model_health(val_probs, [held_attention[i] for i in index]).as_dict(),
         },
         path,
     )
     return path
 
 
-def threshold_rule(target_sensitivity: float | None) -> str:
+def _curriculum_start(cfg: MilConfig, dim: int) -> dict:
+    """The weights of a model trained at a higher witness rate (PAMIL.py's --resume_path),
+    checked to fit this run's aggregator."""
+    ckpt = load_checkpoint(Path(cfg.init_from), MIL_KIND)
+    made = MilConfig(**ckpt["config"])
+    have = (made.aggregator, made.standardise, made.proto_pred, ckpt["in_dim"], made.folds)
+    if have != (cfg.aggregator, cfg.standardise, cfg.proto_pred, dim, 1):
+        raise SlamError(
+            f"--init-from {cfg.init_from}: a {made.aggregator} of D={ckpt['in_dim']} (standardise "
+            f"{made.standardise}, proto pred {made.proto_pred}, folds {made.folds}); this run trains a "
+            f"{cfg.aggregator} of D={dim} (standardise {cfg.standardise}, proto pred {cfg.proto_pred}, one model)"
+        )
+    return ckpt["model"]
+
+
+def _mean_best(bests: list[dict]) -> dict:
+    """The folds' selections in one: mean validation loss and F1, the latest best epoch."""
+    return {
+        "val_loss": float(np.mean([b["val_loss"] for b in bests])),
+        "val_f1": float(np.mean([b["val_f1"] for b in bests])),
+        "epoch": max(b["epoch"] for b in bests),
+        "restart": [b["restart"] for b in bests],
+        "folds": bests,
+    }
+
+
+def threshold_rule(target_sensitivity: float | None, *, out_of_fold: bool = False) -> str:
     """How the stored threshold was chosen, in words (for summaries and model cards)."""
+    bags = "out-of-fold predictions of the train bags" if out_of_fold else "validation bags"
     if target_sensitivity is None:
-        return "best F1 on the validation bags"
-    return f"highest threshold with sensitivity >= {target_sensitivity:g} on the validation bags"
+        return f"best F1 on the {bags}"
+    return f"highest threshold with sensitivity >= {target_sensitivity:g} on the {bags}"
 
 
 def load_mil(path: Path) -> tuple[torch.nn.Module, dict]:
     """The aggregator of a MIL checkpoint, in eval mode, and the checkpoint."""
     ckpt = load_checkpoint(path, MIL_KIND)
+    missing = sorted(set(asdict(MilConfig())) - set(ckpt["config"]))
+    if missing:  # its defaults would be today's, not those it was trained with
+        raise SlamError(
+            f"{path}: made by an older slamctl (its configuration has no {', '.join(missing)}): train it again"
+        )
     cfg = MilConfig(**ckpt["config"])
     model = build_aggregator(cfg, ckpt["in_dim"])
+    if cfg.folds > 1:
+        model = FoldEnsemble([model] + [build_aggregator(cfg, ckpt["in_dim"]) for _ in range(cfg.folds - 1)])
     model.load_state_dict(ckpt["model"])
     return model.eval(), ckpt
 

@@ -22,7 +22,10 @@ class MilConfig:
     instance_loss: str = "none"  # or reference (PAMIL.py's --inst_pred), negatives (slide-label aware)
     proto_pred: bool = False  # PAMIL's prototype prediction and ER loss (PAMIL.py's --proto_pred)
     restarts: int = 5  # models trained from different seeds on the same split; lowest validation loss kept
-    val_fraction: float = 0.25  # of the train bags, for model selection
+    val_fraction: float = 0.25  # of the train bags, for model selection (ignored with folds > 1)
+    init_from: str | None = None  # curriculum: start from this mil.pt, trained at a higher witness rate
+    freeze_epochs: int = 5  # curriculum: epochs with PAMIL's prototypes and the projections frozen
+    folds: int = 1  # > 1: one model per stratified fold, selected on it, served as their ensemble
     patience: int = 10  # epochs without a better validation loss before stopping
     target_sensitivity: float | None = None  # None: the threshold of best validation F1
     seed: int = 0
@@ -40,6 +43,10 @@ class MilConfig:
             raise SlamError(
                 f"--proto-pred: PAMIL's prototype prediction, not for --aggregator {self.aggregator}"
             )
+        if self.freeze_epochs < 0:
+            raise SlamError(f"--freeze-epochs: expected >= 0, got {self.freeze_epochs}")
+        if self.folds < 1:
+            raise SlamError(f"--folds: expected >= 1, got {self.folds}")
         if self.restarts < 1:
             raise SlamError(f"--restarts: expected >= 1, got {self.restarts}")
         if not 0 < self.val_fraction < 1:

@@ -1,9 +1,10 @@
 """The served aggregator's graph holds the per-bag standardisation: ONNX Runtime on the
-exported file equals PyTorch, and a bag moved by a constant offset and scale (a slide-level
+exported file equals PyTorch (one model, and a fold ensemble), and a bag moved by a constant offset and scale (a slide-level
 effect) gets the same probability and the same attention."""
 
 import numpy as np
 import onnxruntime as ort
+import pytest
 import torch
 
 from slamctl import contract
@@ -33,10 +34,11 @@ def test_the_served_pamil_standardises_each_bag(tiny_repository, tiny_models):
     check_graph(ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]), model, ckpt["in_dim"])
 
 
-def test_the_exported_maxmil_standardises_each_bag(tiny_models, tmp_path):
+@pytest.mark.parametrize("folds", [1, 2], ids=["one-model", "fold-ensemble"])
+def test_the_exported_maxmil_standardises_each_bag(tiny_models, tmp_path, folds):
     from slamctl.export.onnx_export import export_pair
 
-    cfg = MilConfig(epochs=2, restarts=1)  # the default aggregator, maxmil
+    cfg = MilConfig(epochs=2, restarts=1, folds=folds)  # the default aggregator, maxmil
     mil = train_mil(cfg, tiny_models.embeddings, tiny_models.bags / "labels.csv", tmp_path / "run")
     pair = export_pair(tiny_models.encoder, mil, tmp_path / "onnx", allow_degenerate=True)
     model, ckpt = load_mil(mil)

@@ -1,5 +1,6 @@
 import csv
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -134,3 +135,73 @@ def test_restarts_keep_the_start_of_lowest_validation_loss(tmp_path):
     assert {row["restart"] for row in history} == {"0", "1", "2"}
     best = min(history, key=lambda row: float(row["val_loss"]))
     assert ckpt["best"]["restart"] == int(best["restart"]) and ckpt["best"]["epoch"] == int(best["epoch"])
+
+
+def test_folds_give_every_train_bag_an_out_of_fold_prediction(tmp_path):
+    emb = fake_embeddings(tmp_path / "emb")  # 16 bags, no split.csv: all are train bags
+    r = run_cli(
+        "train", "mil", "--embeddings", emb, "--labels", emb / "labels.csv", "--out", tmp_path / "run",
+        "--folds", "4", "--restarts", "1", "--epochs", "5",
+    )  # fmt: skip
+    assert r.code == 0 and "4 folds, best epochs" in " ".join(r.err.split()), r.err
+    oof = list(csv.DictReader(open(tmp_path / "run" / "oof.csv")))
+    assert sorted(row["bag_id"] for row in oof) == [f"bag_{i:02d}" for i in range(16)]
+    model, ckpt = load_mil(tmp_path / "run" / "mil.pt")
+    assert (
+        ckpt["val_bags"] == 16 and "out-of-fold" in ckpt["threshold_rule"] and len(ckpt["best"]["folds"]) == 4
+    )
+    x = torch.randn(9, 6)
+    members = [torch.softmax(m(x).logits, 0) for m in model.members]
+    assert len(members) == 4
+    assert torch.allclose(torch.softmax(model(x).logits, 0), torch.stack(members).mean(0), atol=1e-6)
+    assert torch.allclose(model(x).attention, torch.stack([m(x).attention for m in model.members]).mean(0))
+
+
+def test_folds_need_a_bag_of_each_label_per_fold(tmp_path):
+    emb = fake_embeddings(tmp_path / "emb")  # 8 bags of each label
+    r = run_cli(
+        "train",
+        "mil",
+        "--embeddings",
+        emb,
+        "--labels",
+        emb / "labels.csv",
+        "--out",
+        tmp_path / "r",
+        "--folds",
+        "9",
+    )
+    assert (
+        r.code == 1
+        and "--folds 9: every fold needs a bag of each label, the train bags have {0: 8, 1: 8}" in r.err
+    )
+
+
+def test_curriculum_starts_from_a_model_with_its_prototypes_and_projection_frozen(tmp_path):
+    emb = fake_embeddings(tmp_path / "emb")
+    cfg = MilConfig(aggregator="pamil", epochs=2, patience=5, restarts=1)
+    first = train_mil(cfg, emb, emb / "labels.csv", tmp_path / "a")
+    then = replace(cfg, init_from=str(first), freeze_epochs=2)  # every epoch of this run frozen
+    second = train_mil(then, emb, emb / "labels.csv", tmp_path / "b")
+    a, b = load_checkpoint(first, MIL_KIND)["model"], load_checkpoint(second, MIL_KIND)["model"]
+    frozen = [k for k in a if k.startswith(("proto", "fc."))]
+    assert frozen and all(torch.equal(a[k], b[k]) for k in frozen)
+    assert any(not torch.equal(a[k], b[k]) for k in a if k not in frozen)  # the rest trained on
+    r = run_cli(
+        "train", "mil", "--embeddings", emb, "--labels", emb / "labels.csv", "--out", tmp_path / "c",
+        "--aggregator", "abmil", "--init-from", first,
+    )  # fmt: skip
+    assert r.code == 1 and f"--init-from {first}: a pamil of D=6" in " ".join(r.err.split())
+
+
+def test_a_checkpoint_of_an_older_slamctl_is_refused_not_given_todays_defaults(tmp_path):
+    emb = fake_embeddings(tmp_path / "emb")
+    path = train_mil(MilConfig(epochs=1, restarts=1), emb, emb / "labels.csv", tmp_path / "run")
+    ckpt = load_checkpoint(path, MIL_KIND)
+    del ckpt["config"]["standardise"], ckpt["config"]["restarts"]
+    torch.save(ckpt, tmp_path / "old.pt")
+    with pytest.raises(
+        SlamError,
+        match=r"old.pt: made by an older slamctl \(its configuration has no restarts, standardise\)",
+    ):
+        load_mil(tmp_path / "old.pt")
