@@ -30,10 +30,14 @@ def _model_id(value: str | None) -> str | None:
 def infer(
     paths: Annotated[list[Path], typer.Argument(help="Bag folders, or folders of bag folders.")],
     url: Url = _CLIENT.url,
-    batch_size: Annotated[int, typer.Option(help="Cells per encoder request.")] = _CLIENT.batch_size,
-    concurrency: Annotated[int, typer.Option(help="Encoder requests in flight.")] = _CLIENT.concurrency,
-    decode_threads: Annotated[int, typer.Option(help="Image-decoding threads.")] = _CLIENT.decode_threads,
-    top_k: Annotated[int, typer.Option(help="Most abnormal cells to report per bag.")] = _RUN.top_k,
+    batch_size: Annotated[int, typer.Option(min=1, help="Cells per encoder request.")] = _CLIENT.batch_size,
+    concurrency: Annotated[
+        int, typer.Option(min=1, help="Encoder requests in flight.")
+    ] = _CLIENT.concurrency,
+    decode_threads: Annotated[
+        int, typer.Option(min=1, help="Image-decoding threads.")
+    ] = _CLIENT.decode_threads,
+    top_k: Annotated[int, typer.Option(min=0, help="Most abnormal cells to report per bag.")] = _RUN.top_k,
     threshold: Annotated[
         float | None,
         typer.Option(
@@ -45,7 +49,9 @@ def infer(
     report: Annotated[
         bool, typer.Option("--report", help="Also write OUT/report.html with thumbnails.")
     ] = False,
-    report_cells: Annotated[int, typer.Option(help="Thumbnails per bag in the report.")] = _RUN.report_cells,
+    report_cells: Annotated[
+        int, typer.Option(min=0, help="Thumbnails per bag in the report.")
+    ] = _RUN.report_cells,
     truth: Annotated[
         Path | None,
         typer.Option(
@@ -55,7 +61,7 @@ def infer(
     ] = None,
     timeout: Timeout = _CLIENT.timeout,
     retries: Annotated[
-        int, typer.Option(help="Retries of a request when the server is unavailable or slow.")
+        int, typer.Option(min=0, help="Retries of a request when the server is unavailable or slow.")
     ] = _CLIENT.retries,
     resume: Annotated[
         bool,

@@ -676,3 +676,23 @@ def test_resume_reuses_only_the_results_of_the_served_model(server, tiny_bags, t
     assert r.code == 0 and "1 results of another model" in r.err
     assert json.loads((tmp_path / "run_summary.json").read_text())["redone"] == ["bag_0002"]
     assert json.loads(path.read_text())["provenance"]["model_id"] == served
+
+
+@pytest.mark.parametrize(
+    "option, value",
+    [
+        ("--concurrency", 0),  # hung for good before
+        ("--concurrency", -1),
+        ("--decode-threads", 0),
+        ("--retries", -1),
+        ("--batch-size", 0),
+        ("--timeout", 0),
+        ("--top-k", -1),
+        ("--report-cells", -3),
+    ],
+)
+def test_numeric_options_out_of_range_are_refused_before_any_work(tmp_path, option, value):
+    r = run_cli("infer", tmp_path, "--url", "127.0.0.1:1", "--out", tmp_path / "out", option, value)
+    text = " ".join((r.out + r.err).replace("│", " ").split())  # Typer's error box, unwrapped
+    assert r.code == 2 and f"Invalid value for '{option}'" in text and "Traceback" not in text
+    assert not (tmp_path / "out").exists()
