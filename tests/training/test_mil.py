@@ -33,6 +33,13 @@ def fake_embeddings(folder, n_bags=16, dim=6, seed=0, signal=3.0):
     return folder
 
 
+def train_cli(emb, out, *options):
+    """`slamctl train mil` on a fake embedding folder."""
+    return run_cli(
+        "train", "mil", "--embeddings", emb, "--labels", emb / "labels.csv", "--out", out, *options
+    )
+
+
 @pytest.mark.parametrize("aggregator", ["pamil", "abmil"])
 def test_trains_and_selects_on_validation(tmp_path, aggregator):
     emb = fake_embeddings(tmp_path / "emb")
@@ -59,14 +66,8 @@ def test_target_sensitivity_sets_the_rule(tmp_path):
 
 def test_bad_target_sensitivity_is_one_line(tmp_path):
     emb = fake_embeddings(tmp_path / "emb")
-    r = run_cli(
-        "train",
-        "mil",
-        "--embeddings",
+    r = train_cli(
         emb,
-        "--labels",
-        emb / "labels.csv",
-        "--out",
         tmp_path / "run",
         "--target-sensitivity",
         1.5,
@@ -121,9 +122,7 @@ def test_checkpoint_of_wrong_kind(tmp_path):
 )
 def test_mil_options_are_checked_in_one_line(tmp_path, options, message):
     emb = fake_embeddings(tmp_path / "emb")
-    r = run_cli(
-        "train", "mil", "--embeddings", emb, "--labels", emb / "labels.csv", "--out", tmp_path / "r", *options
-    )
+    r = train_cli(emb, tmp_path / "r", *options)
     assert r.code == 1 and message in r.err and "Traceback" not in r.err
 
 
@@ -139,10 +138,7 @@ def test_restarts_keep_the_start_of_lowest_validation_loss(tmp_path):
 
 def test_folds_give_every_train_bag_an_out_of_fold_prediction(tmp_path):
     emb = fake_embeddings(tmp_path / "emb")  # 16 bags, no split.csv: all are train bags
-    r = run_cli(
-        "train", "mil", "--embeddings", emb, "--labels", emb / "labels.csv", "--out", tmp_path / "run",
-        "--folds", "4", "--restarts", "1", "--epochs", "5",
-    )  # fmt: skip
+    r = train_cli(emb, tmp_path / "run", "--folds", "4", "--restarts", "1", "--epochs", "5")
     assert r.code == 0 and "4 folds, best epochs" in " ".join(r.err.split()), r.err
     oof = list(csv.DictReader(open(tmp_path / "run" / "oof.csv")))
     assert sorted(row["bag_id"] for row in oof) == [f"bag_{i:02d}" for i in range(16)]
@@ -159,14 +155,8 @@ def test_folds_give_every_train_bag_an_out_of_fold_prediction(tmp_path):
 
 def test_folds_need_a_bag_of_each_label_per_fold(tmp_path):
     emb = fake_embeddings(tmp_path / "emb")  # 8 bags of each label
-    r = run_cli(
-        "train",
-        "mil",
-        "--embeddings",
+    r = train_cli(
         emb,
-        "--labels",
-        emb / "labels.csv",
-        "--out",
         tmp_path / "r",
         "--folds",
         "9",
@@ -187,10 +177,7 @@ def test_curriculum_starts_from_a_model_with_its_prototypes_and_projection_froze
     frozen = [k for k in a if k.startswith(("proto", "fc."))]
     assert frozen and all(torch.equal(a[k], b[k]) for k in frozen)
     assert any(not torch.equal(a[k], b[k]) for k in a if k not in frozen)  # the rest trained on
-    r = run_cli(
-        "train", "mil", "--embeddings", emb, "--labels", emb / "labels.csv", "--out", tmp_path / "c",
-        "--aggregator", "abmil", "--init-from", first,
-    )  # fmt: skip
+    r = train_cli(emb, tmp_path / "c", "--aggregator", "abmil", "--init-from", first)
     assert r.code == 1 and f"--init-from {first}: a pamil of D=6" in " ".join(r.err.split())
 
 
