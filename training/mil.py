@@ -206,7 +206,7 @@ def train_mil(
     bags, ys, meta = load_split_bags(emb_dir, labels_path, "train")
     pairs = [(torch.from_numpy(b.features), y) for b, y in zip(bags, ys)]
     init = _curriculum_start(cfg, meta["dim"]) if cfg.init_from else None
-    members, bests, history = [], [], []
+    members, bests, history, fit_sizes = [], [], [], []
     held_probs, held_attention = [None] * len(bags), [None] * len(bags)
     for k, held in enumerate(_splits(cfg, ys, labels_path)):
         fit = [p for p, h in zip(pairs, held) if not h]
@@ -214,9 +214,10 @@ def train_mil(
         model, best, rows = _train_split(cfg, meta["dim"], fit, val, on_epoch, init)
         members.append(model)
         bests.append(best)
+        fit_sizes.append(len(fit))
         history += [{"fold": k, **row} for row in rows]
-        index = [i for i, h in enumerate(held) if h]
-        for i, p, a in zip(index, *predict(model, [bags[i] for i in index])):
+        held_index = [i for i, h in enumerate(held) if h]
+        for i, p, a in zip(held_index, *predict(model, [bags[i] for i in held_index])):
             held_probs[i], held_attention[i] = p, a
     index = [i for i, p in enumerate(held_probs) if p is not None]
     val_ys, val_probs = np.array([ys[i] for i in index]), np.array([held_probs[i] for i in index])
@@ -234,12 +235,12 @@ def train_mil(
     save_checkpoint(
         {
             "kind": MIL_KIND,
-            "model": {k: v.detach().clone() for k, v in model.state_dict().items()},
+            "model": model.state_dict(),
             "config": asdict(cfg),
             "in_dim": meta["dim"],
             "embedding": meta,
             "best": bests[0] if cfg.folds == 1 else _mean_best(bests),
-            "fit_bags": len(bags) - len(index) // cfg.folds if cfg.folds > 1 else len(bags) - len(index),
+            "fit_bags": round(float(np.mean(fit_sizes))),  # a fold ensemble: its members' mean
             "val_bags": len(index),
             "threshold": choose_threshold(val_ys, val_probs, cfg.target_sensitivity),
             "threshold_rule": threshold_rule(cfg.target_sensitivity, out_of_fold=cfg.folds > 1),

@@ -37,9 +37,7 @@ class OracleConfig:
     cells_per_bag: int = 300
     witness_rate: float = 0.01  # 300 cells at 1%: 3 abnormal cells per abnormal bag
     dim: int = 48
-    separation: float = (
-        6.5  # abnormal cells: this many noise sds along one random unit direction (probe ~0.95)
-    )
+    separation: float = 6.5  # abnormal cells: sds along one random unit direction (probe ~0.95)
     clusters: int = 4  # normal cell types
     cluster_sd: float = 2.0  # sd per dimension of the cell types' centres
     mix: float = 2.0  # Dirichlet concentration of a bag's cell-type proportions (lower: more varied)
