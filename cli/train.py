@@ -37,6 +37,10 @@ def pretrain(
     crop_size: Annotated[int | None, typer.Option(help="Override: crop size (the model's input S).")] = None,
     width: Annotated[int | None, typer.Option(help="Override: ResNet18 width (64 = standard).")] = None,
     workers: Annotated[int | None, typer.Option(help="Override: image-decoding processes.")] = None,
+    max_cells: Annotated[
+        int,
+        typer.Option(min=0, help="Pretrain on a seeded subset of this many training cells (0: all)."),
+    ] = PretrainConfig.max_cells,
     seed: Annotated[int, typer.Option(help="Random seed.")] = PretrainConfig.seed,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 (default: cuda if present).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/checkpoint.pt.")] = False,
@@ -61,6 +65,7 @@ def pretrain(
         PRESETS[preset.value],
         method=method.value,
         seed=seed,
+        max_cells=max_cells,
         **{k: v for k, v in overrides.items() if v is not None},
     )
     with progress_bar() as bar:
@@ -140,6 +145,15 @@ def mil(
     restarts: Annotated[
         int, typer.Option(help="Models trained from different seeds; the lowest validation loss is kept.")
     ] = _MIL.restarts,
+    subsample: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Bag augmentation: each training step sees this random fraction of a bag's cells "
+            "(1: all; validation and serving always see every cell).",
+        ),
+    ] = _MIL.subsample,
     init_from: Annotated[
         Path | None,
         typer.Option(
@@ -190,6 +204,7 @@ def mil(
         instance_loss=instance_loss.value,
         proto_pred=proto_pred,
         restarts=restarts,
+        subsample=subsample,
         folds=folds,
         init_from=str(init_from) if init_from else None,
         freeze_epochs=freeze_epochs,

@@ -50,6 +50,8 @@ ROWS = [
     ("maxmil", "+ standardise, 5 restarts (the new default)", MilConfig()),
     ("maxmil", "default without standardise", replace(MilConfig(), standardise=False)),
     ("maxmil", "default, 4-fold ensemble (--folds 4)", replace(MilConfig(), folds=4)),
+    ("maxmil", "default, bag augmentation (--subsample 0.5)", replace(MilConfig(), subsample=0.5)),
+    ("pamil", "+ standardise, bag augmentation (--subsample 0.5)", replace(STD, subsample=0.5)),
     ("pamil", "+ standardise, curriculum from 10%", replace(STD, init_from=CURRICULUM)),
     ("maxmil", "default, curriculum from 10%", replace(MilConfig(), init_from=CURRICULUM)),
 ]

@@ -49,6 +49,22 @@ class CellPools:
             )
         return cls(pos, neg)
 
+    def subset(self, max_cells: int, seed: int) -> CellPools:
+        """At most `max_cells` cells, drawn without replacement, seeded: the smaller pool whole
+        (up to half of them: the cell classifier's rare abnormal cells are all kept), the
+        larger pool cut to the rest; the pools themselves when they fit."""
+        if max_cells <= 0 or len(self.positive) + len(self.negative) <= max_cells:
+            return self
+        rng = np.random.default_rng([seed, max_cells])
+        small = min(len(self.positive), len(self.negative), max(1, max_cells // 2))
+        large = max(1, max_cells - small)
+        n_pos, n_neg = (small, large) if len(self.positive) <= len(self.negative) else (large, small)
+
+        def draw(pool: tuple[Path, ...], n: int) -> tuple[Path, ...]:
+            return tuple(pool[i] for i in np.sort(rng.choice(len(pool), n, replace=False)))
+
+        return CellPools(draw(self.positive, n_pos), draw(self.negative, n_neg))
+
 
 def epoch_batches(
     n_pos: int, n_neg: int, batch_size: int, *, seed: int, epoch: int

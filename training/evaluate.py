@@ -4,7 +4,9 @@ Writes, under OUT: `bags.csv` (bag, label, probability, prediction, cells, posit
 top-K found, fraction), `cells.csv` (bag, cell, attention, rank, truth) and
 `summary.json` (bag F1, AUC, precision, recall, accuracy at the threshold chosen on
 validation bags in `train mil`, mean Top-K retrieval, the model's health and, where
-`cells.csv` gives cell truth, the encoder probe's cell AUC over every embedded bag).
+`cells.csv` gives cell truth, the encoder probe's cell AUC over every embedded bag and the
+instance-truth ceiling: the bag AUC and top-K of a cell classifier trained on the train bags'
+true cell labels, which no aggregator trained on bag labels should clearly beat).
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ import numpy as np
 from slamctl.errors import SlamError
 from slamctl.files import write_atomic
 from slamctl.tables import write_csv
-from slamctl.training.bagset import LABELS_FILE, read_cell_truth
+from slamctl.training.bagset import LABELS_FILE, read_cell_truth, read_split
+from slamctl.training.ceiling import ceiling_scores
 from slamctl.training.embed import EmbeddedBag
 from slamctl.training.health import model_health
-from slamctl.training.metrics import binary_metrics, default_top_k, top_k_retrieval
+from slamctl.training.metrics import binary_metrics, default_top_k, roc_auc, top_k_retrieval
 from slamctl.training.mil import load_mil, load_split_bags, predict, stored_threshold
 from slamctl.training.probe import probe_auc
 
@@ -28,6 +31,32 @@ from slamctl.training.probe import probe_auc
 def _cell_probe(bags: list[EmbeddedBag], truth: dict[tuple[str, str], int]) -> float | None:
     labels = [np.array([truth.get((b.bag_id, n), 0) for n in b.names]) for b in bags]
     return probe_auc([b.features for b in bags], labels)
+
+
+def _ceiling(
+    emb_dir: Path, bags_dir: Path, truth: dict, test: list[EmbeddedBag], ys: list[int], top_k: int | None
+) -> dict:
+    """The instance-truth ceiling on the same embeddings (training/ceiling.py): its bag AUC and
+    top-K retrieval on the test bags, trained on the train bags' cell truth; empty without a
+    train split or without cell truth of both kinds among its cells."""
+    if not truth or read_split(bags_dir) is None:
+        return {}
+    train, _, _ = load_split_bags(emb_dir, Path(bags_dir) / LABELS_FILE, "train")
+    train_truth = [np.array([truth.get((b.bag_id, n), 0) for n in b.names]) for b in train]
+    if len({int(t) for cells in train_truth for t in cells}) < 2:
+        return {}
+    scores, cells = ceiling_scores([b.features for b in train], train_truth, [b.features for b in test])
+    fracs = [
+        top_k_retrieval(
+            c, np.array([truth.get((b.bag_id, n), 0) for n in b.names], bool), top_k or default_top_k(len(c))
+        )[1]
+        for b, y, c in zip(test, ys, cells)
+        if y == 1
+    ]
+    return {
+        "ceiling_auc": roc_auc(np.array(ys), scores),
+        "ceiling_top_k_fraction_mean": float(np.mean(fracs)),
+    }
 
 
 def evaluate(
@@ -104,6 +133,7 @@ def evaluate(
         "encoder_method": meta["method"],
         "split": split,
         "probe_auc": probe,
+        **_ceiling(emb_dir, Path(bags_dir), truth, bags, ys, top_k),
         "degenerate": health.degenerate,
         "health": health.as_dict(),
         "training_health": ckpt.get("health"),

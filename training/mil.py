@@ -128,6 +128,7 @@ def _fit_one(
     params = list(model.parameters()) + (list(head.parameters()) if cfg.instance_loss == "reference" else [])
     optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     rng = np.random.default_rng(seed)
+    augment = np.random.default_rng([seed, 1])  # its own stream: subsample 1 leaves rng's draws as they were
     best, state, history = {"val_loss": math.inf, "val_f1": -1.0, "epoch": -1}, None, []
     for epoch in range(cfg.epochs):
         for p in frozen:
@@ -136,6 +137,9 @@ def _fit_one(
         train_loss = 0.0
         for i in rng.permutation(len(fit)):
             features, label = fit[i]
+            if cfg.subsample < 1:
+                keep = max(1, round(cfg.subsample * len(features)))
+                features = features[torch.from_numpy(np.sort(augment.permutation(len(features))[:keep]))]
             output = model(features)
             loss = F.cross_entropy(output.logits[None], torch.tensor([label])) + output.aux_loss
             loss = loss + _instance_loss(cfg, output, label, head)

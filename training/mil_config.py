@@ -22,6 +22,7 @@ class MilConfig:
     instance_loss: str = "none"  # or reference (PAMIL.py's --inst_pred), negatives (slide-label aware)
     proto_pred: bool = False  # PAMIL's prototype prediction and ER loss (PAMIL.py's --proto_pred)
     restarts: int = 5  # models trained from different seeds on the same split; lowest validation loss kept
+    subsample: float = 1.0  # bag augmentation: < 1 trains each step on this fraction of a bag's cells
     val_fraction: float = 0.25  # of the train bags, for model selection (ignored with folds > 1)
     init_from: str | None = None  # curriculum: start from this mil.pt, trained at a higher witness rate
     freeze_epochs: int = 5  # curriculum: epochs with PAMIL's prototypes and the projections frozen
@@ -49,6 +50,8 @@ class MilConfig:
             raise SlamError(f"--folds: expected >= 1, got {self.folds}")
         if self.restarts < 1:
             raise SlamError(f"--restarts: expected >= 1, got {self.restarts}")
+        if not 0 < self.subsample <= 1:
+            raise SlamError(f"--subsample: expected a fraction 0 < f <= 1, got {self.subsample}")
         if not 0 < self.val_fraction < 1:
             raise SlamError(f"--val-fraction: expected 0 < f < 1, got {self.val_fraction}")
         check_target_sensitivity(self.target_sensitivity)

@@ -226,6 +226,7 @@ def pretrain(
         pools = CellPools.from_cell_truth(bags, read_cell_truth(bags_dir), Path(bags_dir))
     else:
         pools = CellPools.from_bags(bags, Path(bags_dir))
+    pools = pools.subset(cfg.max_cells, cfg.seed)
     rank, world, default_device = _init_distributed()
     dev = torch.device(device) if device else default_device
     steps_per_epoch = len(

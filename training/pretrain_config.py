@@ -40,12 +40,15 @@ class PretrainConfig:
     seed: int = 0
     num_workers: int = 4  # image-decoding processes
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+    max_cells: int = 0  # > 0: pretrain on a seeded subset of this many training cells (0: all)
 
     def check(self) -> None:
         if self.method not in METHODS:
             raise SlamError(f"--method: expected one of {', '.join(METHODS)}, got {self.method!r}")
         if self.crop_size > self.image_size:
             raise SlamError(f"--crop-size {self.crop_size} exceeds --image-size {self.image_size}")
+        if self.max_cells < 0:
+            raise SlamError(f"--max-cells: expected 0 (all) or a positive count, got {self.max_cells}")
         if self.batch_size < 2 or self.epochs < 1:
             raise SlamError(
                 f"--batch-size >= 2 and --epochs >= 1 expected, got {self.batch_size}, {self.epochs}"

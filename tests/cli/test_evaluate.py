@@ -54,6 +54,8 @@ def test_end_to_end_writes_metrics_and_csvs(tmp_path):
         "top_k_fraction_mean",
         "top_k_chance_mean",
         "probe_auc",
+        "ceiling_auc",
+        "ceiling_top_k_fraction_mean",
         "threshold",
         "threshold_rule",
         "degenerate",

@@ -31,3 +31,18 @@ def test_pools_need_both_labels(tmp_path):
         CellPools.from_bags([pos], tmp_path)
     with pytest.raises(SlamError, match="no positive"):
         CellPools.from_bags([Bag("b", 0, (tmp_path / "y.png",))], tmp_path)
+
+
+def test_a_subset_keeps_the_smaller_pool_and_is_seeded(tmp_path):
+    pools = CellPools(
+        tuple(tmp_path / f"p{i}" for i in range(100)), tuple(tmp_path / f"n{i}" for i in range(900))
+    )
+    small = pools.subset(200, seed=3)
+    assert (len(small.positive), len(small.negative)) == (100, 100)  # the rare pool whole
+    assert set(small.negative) <= set(pools.negative) and len(set(small.negative)) == 100
+    assert small == pools.subset(200, seed=3) and small != pools.subset(200, seed=4)
+    assert [len(p) for p in pools.subset(120, seed=0).__dict__.values()] == [60, 60]  # up to half
+    balanced = CellPools(pools.negative[:500], pools.negative[500:])
+    assert [len(p) for p in balanced.subset(300, seed=0).__dict__.values()] == [150, 150]
+    assert [len(p) for p in pools.subset(1, seed=0).__dict__.values()] == [1, 1]  # never an empty pool
+    assert pools.subset(0, seed=0) is pools and pools.subset(5000, seed=0) is pools

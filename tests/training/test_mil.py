@@ -118,6 +118,7 @@ def test_checkpoint_of_wrong_kind(tmp_path):
     [
         (["--proto-pred"], "--proto-pred: PAMIL's prototype prediction, not for --aggregator maxmil"),
         (["--restarts", "0"], "--restarts: expected >= 1, got 0"),
+        (["--subsample", "0"], "--subsample: expected a fraction 0 < f <= 1, got 0.0"),
     ],
 )
 def test_mil_options_are_checked_in_one_line(tmp_path, options, message):
@@ -192,3 +193,32 @@ def test_a_checkpoint_of_an_older_slamctl_is_refused_not_given_todays_defaults(t
         match=r"old.pt: made by an older slamctl \(its configuration has no restarts, standardise\)",
     ):
         load_mil(tmp_path / "old.pt")
+
+
+def test_subsample_trains_on_random_parts_of_each_bag_and_validates_on_whole_bags(tmp_path, monkeypatch):
+    """Bag augmentation: every training step sees round(f x N) distinct cells of its bag, a
+    different draw each epoch; validation always sees the whole bag."""
+    import slamctl.training.mil as mil
+
+    seen = []
+    build = mil.build_aggregator
+
+    def recording(cfg, in_dim):
+        model = build(cfg, in_dim)
+        forward = model.forward
+
+        def record(x):
+            seen.append((model.training, len(x), x.sum().item()))
+            return forward(x)
+
+        model.forward = record
+        return model
+
+    monkeypatch.setattr(mil, "build_aggregator", recording)
+    emb = fake_embeddings(tmp_path / "emb")  # bags of 20 cells
+    train_mil(
+        MilConfig(epochs=3, patience=3, restarts=1, subsample=0.3), emb, emb / "labels.csv", tmp_path / "r"
+    )
+    training = [(n, total) for is_training, n, total in seen if is_training]
+    assert {n for n, _ in training} == {6} and {n for t, n, _ in seen if not t} == {20}
+    assert len({total for _, total in training}) > len(training) // 2  # other cells each time

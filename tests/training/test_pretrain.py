@@ -96,3 +96,14 @@ def test_learning_rate_schedule():
 
 def test_encoder_config_of_supervised_has_classifier():
     assert PretrainConfig(method="supervised").encoder_config() == EncoderConfig(num_classes=2)
+
+
+def test_max_cells_pretrains_on_a_subset(tiny_bags, tmp_path):
+    every = pretrain(TINY, tiny_bags, tmp_path / "all", max_steps=100)
+    few = pretrain(
+        PretrainConfig(**{**TINY.__dict__, "max_cells": 16}), tiny_bags, tmp_path / "few", max_steps=100
+    )
+    cells = lambda run: sum(int(r["cells"]) for r in read_telemetry(run) if r["epoch"] == "0")  # noqa: E731
+    assert abs(cells(tmp_path / "few") - 16) <= 1 and cells(tmp_path / "all") > 30
+    assert load_checkpoint(few, ENCODER_KIND)["config"]["max_cells"] == 16
+    assert load_checkpoint(every, ENCODER_KIND)["config"]["max_cells"] == 0
