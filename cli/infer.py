@@ -183,7 +183,7 @@ def infer(
     err.print(table)
     if summary.redone:
         err.print(
-            f"--resume: {len(summary.redone)} results of another model (or without provenance) were inferred again"
+            f"--resume: {len(summary.redone)} results were inferred again (made by another model, of cells changed since, or failing their seal)"
         )
     if summary.report:
         err.print(f"report: {summary.report}")

@@ -6,7 +6,9 @@ sha256, and the provenance of the result (served model id, version and ONNX chec
 threshold, client version, run id, the bag's input digest, the time). Each line also holds
 `prev`, the sha256 of the line before it (the empty string for the first), so a removed,
 reordered or edited line breaks the chain. A line is one `write` of whole bytes followed by
-`fsync`: a client killed mid-run leaves whole lines only.
+`fsync`: a client killed mid-run leaves whole lines only. Each append holds the file's lock
+(flock) and chains to the line that is last at that moment, so runs appending to one log at
+the same time interleave whole, chained lines.
 
 `slamctl audit verify FILE RESULTS_DIR` checks the chain, and that every result file in
 RESULTS_DIR is the one its bag's latest line describes.
@@ -17,6 +19,7 @@ results are kept, never in metrics.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -62,13 +65,25 @@ class AuditLog:
         self.prev = line_hash(last) if last else ""
 
     def append(self, record: dict) -> None:
-        line = (json.dumps({**record, "prev": self.prev}, sort_keys=True, allow_nan=False) + "\n").encode()
+        """Append one chained line, holding the file's lock: another run appending to the same
+        log waits, and the line chains to whatever line is last when the lock is held."""
         try:
-            os.write(self.fd, line)
-            os.fsync(self.fd)
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+            try:
+                last = last_line(self.path)  # another run may have appended since
+                if last and not last.endswith(b"\n"):
+                    raise SlamError(
+                        f"--audit-log {self.path}: its last line is not whole; check it with `slamctl audit verify`"
+                    )
+                self.prev = line_hash(last) if last else ""
+                line = json.dumps({**record, "prev": self.prev}, sort_keys=True, allow_nan=False) + "\n"
+                os.write(self.fd, line.encode())
+                os.fsync(self.fd)
+            finally:
+                fcntl.flock(self.fd, fcntl.LOCK_UN)
         except OSError as e:
             raise SlamError(f"--audit-log {self.path}: cannot append ({e.strerror})") from None
-        self.prev = line_hash(line)
+        self.prev = line_hash(line.encode())
 
     def close(self) -> None:
         os.close(self.fd)

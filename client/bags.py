@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from slamctl.errors import SlamError
-from slamctl.images import IMAGE_SUFFIXES, cell_or_reason
+from slamctl.images import IMAGE_SUFFIXES, cell_or_reason, read_cell_file
 
 
 def list_cells(folder: Path) -> tuple[list[str], list[tuple[str, str]]]:
@@ -83,13 +83,11 @@ def decoded(
 
     def decode(name: str):
         path = folder / name
-        try:
-            data = path.read_bytes()  # read once: digested, then decoded (or sent) from memory
-        except OSError as e:
-            if raw:
-                return None, f"cannot read ({e.strerror})", ""
-            data = None  # prepare_cell tries the path and names the error
-        digest = "" if data is None else hashlib.sha256(data).hexdigest()  # the input, as it was read
+        try:  # read once: digested, then decoded (or sent) from memory
+            data = read_cell_file(path)
+        except SlamError as e:
+            return None, str(e).split(": ", 1)[-1], ""
+        digest = hashlib.sha256(data).hexdigest()  # the input, as it was read
         if raw:
             return data, "", digest
         return (*cell_or_reason(path, image_size, size, data), digest)
@@ -114,3 +112,19 @@ def input_digest(files: list[tuple[str, str]]) -> str:
     for name, digest in files:
         h.update(f"{name}\0{digest}\n".encode())
     return h.hexdigest()
+
+
+def bag_digest(bag: Path) -> str:
+    """input_digest of a bag's cell files as they are now, read but not decoded (what
+    `--resume` compares with the digest an earlier result recorded); "" if unlistable."""
+    try:
+        files, _ = list_cells(bag)
+    except OSError:
+        return ""
+    digests = []
+    for name in files:
+        try:
+            digests.append((name, hashlib.sha256(read_cell_file(bag / name)).hexdigest()))
+        except SlamError:
+            digests.append((name, ""))
+    return input_digest(digests)

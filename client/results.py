@@ -5,8 +5,11 @@ written atomically so a crash never leaves half a file and `--resume` knows a fi
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,16 +56,45 @@ def output_path(out: Path, bag: str, fmt: str) -> Path:
     return Path(out) / f"{bag}.{fmt}"
 
 
-def made_by(path: Path, fmt: str) -> str | None:
-    """The model id a result file records (None: unreadable, or written before provenance):
-    `--resume` reuses only the results of the model being served."""
+MAX_RESULT_BYTES = 16 * 1024 * 1024  # a result file larger than this was not written by slamctl
+
+
+def seal(content: object) -> str:
+    """The sha256 of a result's content in canonical JSON: a result file carries it, so that
+    `--resume` can tell a file as written from one edited by hand or damaged since."""
+    text = json.dumps(content, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Written:
+    """What `--resume` needs of an earlier result file: the model and the input it decided on."""
+
+    model_id: str
+    input_sha256: str
+
+
+def read_written(path: Path, fmt: str) -> Written | None:
+    """The model id and input digest an earlier result file records, or None when it cannot be
+    trusted: not a regular file (a FIFO would block), too large, unparsable, nested too deep,
+    without provenance, or whose seal does not match its content."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode) or os.stat(path).st_size > MAX_RESULT_BYTES:
+            return None
+        text = Path(path).read_text(encoding="utf-8")
         if fmt == "json":
-            return json.loads(path.read_text()).get("provenance", {}).get("model_id")
-        with open(path, newline="") as f:
-            row = next(csv.DictReader(f), None)
-        return row.get("model_id") if row else None
-    except (OSError, ValueError, AttributeError):
+            data = json.loads(text)
+            content = {k: v for k, v in data.items() if k != "seal"}
+            if data.get("seal") != seal(content):
+                return None
+            return Written(data["provenance"]["model_id"], data["provenance"]["input_sha256"])
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+        header, body = rows[0], rows[1:]
+        if not body or header[-1] != "seal" or any(r[-1] != seal([header[:-1], r[:-1]]) for r in body):
+            return None
+        first = dict(zip(header, body[0]))
+        return Written(first["model_id"], first["input_sha256"])
+    except (OSError, ValueError, RecursionError, AttributeError, KeyError, IndexError, TypeError, csv.Error):
         return None
 
 
@@ -90,34 +122,41 @@ def bag_provenance(result: BagResult, provenance: dict) -> dict:
     return {**provenance, "input_sha256": result.input_sha256, "decided_at": result.decided_at}
 
 
+def spreadsheet_safe(text: str) -> str:
+    """A name as a CSV field that a spreadsheet shows as text, never runs as a formula: a
+    leading = + - @ tab or carriage return gets a quote before it (OWASP's CSV injection advice)."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
 def render_result(result: BagResult, fmt: str, top_k: int, source: str, provenance: dict) -> bytes:
     """A result file's bytes (json or csv)."""
     data = as_dict(result, top_k, source, provenance)
     if fmt == "json":
+        data["seal"] = seal(data)
         return (json.dumps(data, indent=2, allow_nan=False) + "\n").encode()  # valid JSON or an error
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(
-        [
-            "bag",
-            "label",
-            "probability_abnormal",
-            "threshold",
-            "threshold_source",
-            "cells",
-            "skipped",
-            "rank",
-            "file",
-            "attention",
-            "model_id",
-            "input_sha256",
-        ]
-    )
+    header = [
+        "bag",
+        "label",
+        "probability_abnormal",
+        "threshold",
+        "threshold_source",
+        "cells",
+        "skipped",
+        "rank",
+        "file",
+        "attention",
+        "model_id",
+        "input_sha256",
+    ]
+    writer.writerow([*header, "seal"])
     d = data["decision"]
     for cell in data["top_k"]:
-        writer.writerow(
-            [
-                result.bag,
+        row = [
+            str(v)
+            for v in (
+                spreadsheet_safe(result.bag),
                 d["label"],
                 f"{d['probability_abnormal']:.6f}",
                 d["threshold"],
@@ -125,10 +164,11 @@ def render_result(result: BagResult, fmt: str, top_k: int, source: str, provenan
                 data["cells"],
                 len(data["skipped"]),
                 cell["rank"],
-                cell["file"],
+                spreadsheet_safe(cell["file"]),
                 f"{cell['attention']:.6g}",
                 provenance["model_id"],
                 result.input_sha256,
-            ]
-        )
+            )
+        ]
+        writer.writerow([*row, seal([header, row])])
     return buf.getvalue().encode()

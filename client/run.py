@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import os
 import secrets
 import time
 from collections.abc import Callable
@@ -22,9 +23,16 @@ import numpy as np
 
 from slamctl.client import metrics
 from slamctl.client.audit import AuditLog
-from slamctl.client.bags import decoded, find_bags, input_digest, list_cells
+from slamctl.client.bags import bag_digest, decoded, find_bags, input_digest, list_cells
 from slamctl.client.report import Report, read_truth
-from slamctl.client.results import BagFailure, BagResult, bag_provenance, made_by, output_path, render_result
+from slamctl.client.results import (
+    BagFailure,
+    BagResult,
+    bag_provenance,
+    output_path,
+    read_written,
+    render_result,
+)
 from slamctl.client.triton import CONTROL_TIMEOUT, ClientSettings, EncoderStream, TritonModels
 from slamctl.errors import SlamError
 from slamctl.files import write_atomic
@@ -316,12 +324,14 @@ def _infer_one(bag: Path, pool: ThreadPoolExecutor, run: _Run) -> None:
     models, options, progress, summary = run.models, run.options, run.progress, run.summary
     provenance, page, audit = run.provenance, run.page, run.audit
     result_path = output_path(options.out, bag.name, options.format)
-    if options.resume and result_path.exists():
-        if made_by(result_path, options.format) == models.model_id:
+    if options.resume and os.path.lexists(result_path):
+        written = read_written(result_path, options.format)
+        if written and written.model_id == models.model_id and written.input_sha256 == bag_digest(bag):
             summary.reused.append(bag.name)
             progress.bag_done(bag.name, len(summary.failed))
             return
-        summary.redone.append(bag.name)  # written by another model (or before provenance): inferred again
+        # another model's, of cells changed since, edited or damaged: inferred again
+        summary.redone.append(bag.name)
     on_batch = progress.bag(bag.name)
     t0 = time.perf_counter()
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import warnings
 from pathlib import Path
 
@@ -18,6 +19,14 @@ IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"})
 # (a decompression bomb of 4 KB can declare 30000 x 30000) is refused from its header,
 # before any pixel is decoded.
 MAX_CELL_PIXELS = 2048 * 2048
+# A cell is a crop about as wide as it is high; fitting the short side of a 1 x 4,194,304 px
+# strip (16 KB, under the pixel cap) to the model's size would ask for an 87 GB resize. Files
+# more elongated than this are refused from the header, so fit_square's output stays under
+# MAX_ASPECT_RATIO x size^2 pixels.
+MAX_ASPECT_RATIO = 4
+# The largest cell image file read: 2048 x 2048 RGBA at 16 bits, uncompressed, is 32 MiB; a
+# larger (or sparse) file is refused from its size, before a byte is read.
+MAX_CELL_FILE_BYTES = 32 * 1024 * 1024
 # Pillow's warnings on a damaged file (corrupt EXIF, above 89 Mpx) would reach the user's
 # terminal; such a file is decoded or skipped with a reason instead. Set once at import, not
 # per call: catch_warnings is not thread-safe and cells are decoded in a thread pool.
@@ -40,17 +49,52 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+def _too_large(path: Path, size: int) -> SlamError:
+    return SlamError(
+        f"{path}: file of {size:,} bytes exceeds the {MAX_CELL_FILE_BYTES:,} a cell image may have"
+    )
+
+
+def read_cell_file(path: Path) -> bytes:
+    """A cell image file's bytes; SlamError naming it if it is larger than MAX_CELL_FILE_BYTES
+    (checked before reading, and again while reading: a file that grows is cut off)."""
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > MAX_CELL_FILE_BYTES:
+                raise _too_large(path, size)
+            data = f.read(MAX_CELL_FILE_BYTES + 1)
+    except OSError as e:
+        raise SlamError(f"{path}: cannot read ({e.strerror})") from None
+    if len(data) > MAX_CELL_FILE_BYTES:
+        raise _too_large(path, len(data))
+    return data
+
+
+def check_header(path: Path, width: int, height: int) -> None:
+    """Refuse, from the declared size alone, images too large or too elongated to be a cell."""
+    if width * height > MAX_CELL_PIXELS:
+        raise SlamError(
+            f"{path}: image of {width} x {height} px exceeds the {MAX_CELL_PIXELS:,} pixels a cell image may have"
+        )
+    if max(width, height) > MAX_ASPECT_RATIO * max(1, min(width, height)):
+        raise SlamError(
+            f"{path}: image of {width} x {height} px is more elongated than the {MAX_ASPECT_RATIO}:1 "
+            "a cell image may be"
+        )
+
+
 def load_rgb(path: Path, data: bytes | None = None) -> np.ndarray:
     """uint8 (H, W, 3) RGB of an image file, or of its bytes `data` when given (the server's
     side of the encoded wire path); SlamError naming `path` if it cannot be read."""
-    source = path if data is None else io.BytesIO(data)
+    if data is None:
+        data = read_cell_file(path)
+    elif len(data) > MAX_CELL_FILE_BYTES:
+        raise _too_large(path, len(data))
+    source = io.BytesIO(data)
     try:
         with Image.open(source) as img:
-            w, h = img.size  # from the header: nothing decoded yet
-            if w * h > MAX_CELL_PIXELS:
-                raise SlamError(
-                    f"{path}: image of {w} x {h} px exceeds the {MAX_CELL_PIXELS:,} pixels a cell image may have"
-                )
+            check_header(path, *img.size)  # from the header: nothing decoded yet
             img = ImageOps.exif_transpose(img)
             return np.asarray(to_rgb(img), dtype=np.uint8)
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError) as e:

@@ -13,6 +13,11 @@ from slamctl.files import atomic_path
 
 ENCODER_KIND = "slamctl-encoder"
 MIL_KIND = "slamctl-mil"
+# what every reader of a checkpoint of each kind relies on, checked at load
+REQUIRED_KEYS = {
+    ENCODER_KIND: ("model", "config", "encoder_config", "step"),
+    MIL_KIND: ("model", "config", "in_dim", "embedding", "threshold", "threshold_rule", "health"),
+}
 
 
 def save_checkpoint(obj: dict, path: Path) -> None:
@@ -34,4 +39,11 @@ def load_checkpoint(path: Path, kind: str, map_location: str | torch.device = "c
     found = ckpt.get("kind") if isinstance(ckpt, dict) else None
     if found != kind:
         raise SlamError(f"{path}: expected a {kind} checkpoint, found {found or 'an unknown kind'}")
+    missing = [k for k in REQUIRED_KEYS[kind] if k not in ckpt]
+    if missing:
+        raise SlamError(
+            f"{path}: a {kind} checkpoint without {', '.join(missing)} (damaged, or not made by slamctl)"
+        )
+    if not isinstance(ckpt["model"], dict) or not isinstance(ckpt["config"], dict):
+        raise SlamError(f"{path}: a {kind} checkpoint whose model or config is not a table")
     return ckpt

@@ -10,6 +10,8 @@ features (h or z), D and the eval transform. Everything loads without pickle.
 from __future__ import annotations
 
 import json
+import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,19 +65,46 @@ def save_npz(path: Path, **arrays: np.ndarray) -> None:
         np.savez(f, **arrays)
 
 
+MAX_EMBEDDING_BYTES = 1 << 30  # one bag's features: 500,000 cells of 512 float32 values
+
+
+def _declared(zf: zipfile.ZipFile, member: str) -> tuple[tuple[int, ...], np.dtype]:
+    """(shape, dtype) of an .npy member from its header, before any of its data is inflated."""
+    with zf.open(member) as f:
+        version = np.lib.format.read_magic(f)
+        shape, _, dtype = (
+            np.lib.format.read_array_header_1_0(f)
+            if version == (1, 0)
+            else np.lib.format.read_array_header_2_0(f)
+        )
+    return shape, dtype
+
+
 def load_embedded(path: Path, dim: int | None = None) -> EmbeddedBag:
-    """One bag's embeddings (no pickle); one-line errors for a bad file or dimension."""
+    """One bag's embeddings (no pickle); one-line errors for a bad file or dimension, checked
+    from the arrays' headers before their data is inflated, and for non-finite values."""
     try:
+        with zipfile.ZipFile(path) as zf:
+            shape, dtype = _declared(zf, "features.npy")
+            names_shape, _ = _declared(zf, "names.npy")
+        if len(shape) != 2 or dtype.kind != "f" or len(names_shape) != 1 or shape[0] != names_shape[0]:
+            raise SlamError(
+                f"{path}: expected float features (N, D) for the {names_shape} names, got {dtype} {shape}"
+            )
+        if dim is not None and shape[1] != dim:
+            raise SlamError(f"{path}: expected embeddings of dimension {dim}, got {shape[1]}")
+        if shape[0] * shape[1] * 4 > MAX_EMBEDDING_BYTES:
+            raise SlamError(
+                f"{path}: features {shape} exceed the {MAX_EMBEDDING_BYTES:,} bytes one bag's embeddings may have"
+            )
         with np.load(path, allow_pickle=False) as z:
             features, names = z["features"], [str(n) for n in z["names"]]
-    except (OSError, KeyError, ValueError) as e:
-        raise SlamError(f"{path}: not a slamctl embedding file ({e})") from None
-    if features.ndim != 2 or features.shape[0] != len(names):
-        raise SlamError(f"{path}: expected features (N, D) for {len(names)} cells, got {features.shape}")
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        raise SlamError(f"{path}: not a slamctl embedding file ({type(e).__name__}: {e})") from None
     if features.shape[0] == 0:
         raise SlamError(f"{path}: bag has zero cells")
-    if dim is not None and features.shape[1] != dim:
-        raise SlamError(f"{path}: expected embeddings of dimension {dim}, got {features.shape[1]}")
+    if not np.isfinite(features).all():
+        raise SlamError(f"{path}: {int((~np.isfinite(features)).sum())} embedding values are NaN or infinite")
     return EmbeddedBag(path.stem, features.astype(np.float32, copy=False), names)
 
 

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -15,7 +16,7 @@ import torch
 import tritonclient.grpc as grpcclient
 
 from slamctl import contract, shm_token
-from slamctl.client.results import BagFailure
+from slamctl.client.results import BagFailure, read_written
 from slamctl.client.run import infer_bag
 from slamctl.client.triton import ClientSettings, TritonModels
 from slamctl.images import prepare_cell
@@ -161,7 +162,8 @@ def test_served_threshold_decides_and_the_option_overrides_it(server, tiny_repos
     assert r.code == 2 and "expected 0 <= threshold <= 1" in r.err
 
 
-def test_bad_files_are_skipped_and_listed(server, tiny_bags, tmp_path):
+@pytest.mark.parametrize("wire", ["encoded", "pixels"])
+def test_bad_files_are_skipped_and_listed(server, tiny_bags, tmp_path, wire):
     bag = shutil.copytree(tiny_bags / "bag_0002", tmp_path / "bag")
     cells = sorted(bag.iterdir())
     cells[0].write_bytes(b"")  # zero-byte
@@ -171,11 +173,24 @@ def test_bad_files_are_skipped_and_listed(server, tiny_bags, tmp_path):
     from tests.client.test_bags import png_header
 
     (bag / "bomb.png").write_bytes(png_header(30_000, 30_000))  # 4 KB declaring 900 Mpx
-    r = run_cli("infer", bag, "--url", server.grpc_url, "--out", tmp_path / "out")
+    (bag / "strip.png").write_bytes(png_header(1, 4_194_304))  # under the pixel cap: an 87 GB resize
+    with open(bag / "sparse.png", "wb") as f:
+        f.truncate(300 * 1024 * 1024)  # 300 MB declared, nothing on disk
+    r = run_cli("infer", bag, "--url", server.grpc_url, "--out", tmp_path / "out", "--wire", wire)
     assert r.code == 0, r.err
     result = json.loads((tmp_path / "out" / "bag.json").read_text())
     skipped = {s["file"]: s["reason"] for s in result["skipped"]}
-    assert set(skipped) == {cells[0].name, cells[1].name, cells[2].name, "notes.txt", "bomb.png"}
+    assert set(skipped) == {
+        cells[0].name,
+        cells[1].name,
+        cells[2].name,
+        "notes.txt",
+        "bomb.png",
+        "strip.png",
+        "sparse.png",
+    }
+    assert "more elongated than the 4:1 a cell image may be" in skipped["strip.png"]
+    assert "file of 314,572,800 bytes exceeds the 33,554,432" in skipped["sparse.png"]
     assert all(reason for reason in skipped.values())
     assert result["cells"] == len(cells) - 3
 
@@ -673,9 +688,47 @@ def test_resume_reuses_only_the_results_of_the_served_model(server, tiny_bags, t
     data["provenance"]["model_id"] = "0" * 64  # as if another model had decided it
     path.write_text(json.dumps(data))
     r = run_cli("infer", tiny_bags / "bag_0002", "--url", server.grpc_url, "--out", tmp_path, "--resume")
-    assert r.code == 0 and "1 results of another model" in r.err
+    assert r.code == 0 and "1 results were inferred again (made by another model" in r.err
     assert json.loads((tmp_path / "run_summary.json").read_text())["redone"] == ["bag_0002"]
     assert json.loads(path.read_text())["provenance"]["model_id"] == served
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv"])
+def test_resume_never_reuses_a_stale_or_edited_decision(server, tiny_bags, tmp_path, fmt):
+    """Same model, but the bag's cells changed (one replaced by another bag's, one added as
+    if still being copied), or the result was edited by hand, is a FIFO or nested too deep:
+    the bag is inferred again, never reused, and nothing hangs."""
+    bag = shutil.copytree(tiny_bags / "bag_0002", tmp_path / "bags" / "bag_0002")
+    out, path = tmp_path / "out", tmp_path / "out" / f"bag_0002.{fmt}"
+    args = ("infer", bag, "--url", server.grpc_url, "--out", out, "--format", fmt, "--resume")
+
+    def redone() -> list:
+        r = run_cli(*args)
+        assert r.code == 0, r.err
+        return json.loads((out / "run_summary.json").read_text())["redone"]
+
+    assert redone() == [] and redone() == []  # the first run, then a reuse
+    other = sorted((tiny_bags / "bag_0001").iterdir())[0]
+    shutil.copy(other, next(iter(sorted(bag.iterdir()))))  # a cell replaced, same name
+    assert redone() == ["bag_0002"] and redone() == []
+    shutil.copy(other, bag / "zz_late.png")  # a cell arrived after the first run
+    assert redone() == ["bag_0002"] and redone() == []
+    flip = {"normal": "abnormal", "abnormal": "normal"}
+    if fmt == "json":
+        data = json.loads(path.read_text())
+        data["decision"]["label"] = flip[data["decision"]["label"]]
+        path.write_text(json.dumps(data))  # a hand-edited decision, its seal kept
+    else:
+        rows = list(csv.reader(open(path)))
+        rows[1][1] = flip[rows[1][1]]
+        with open(path, "w", newline="") as f:
+            csv.writer(f).writerows(rows)
+    assert redone() == ["bag_0002"] and read_written(path, fmt) is not None
+    path.unlink()
+    os.mkfifo(path)  # a FIFO at the result path: read_written must not block on it
+    assert redone() == ["bag_0002"] and path.is_file()
+    path.write_text("[" * 100_000 + "]" * 100_000)  # nested too deep for json
+    assert redone() == ["bag_0002"]
 
 
 @pytest.mark.parametrize(

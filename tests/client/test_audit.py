@@ -77,3 +77,37 @@ def test_a_torn_last_line_is_refused_for_appending_and_reported(logged):
     with pytest.raises(SlamError, match="its last line is not whole"):
         AuditLog(log)
     assert "line 5: not a whole JSON line" in verify(log, results, files(results)).problems
+
+
+def _append_many(log_path, prefix, results, n, start):
+    start.wait()
+    log = AuditLog(log_path)
+    for i in range(n):
+        log.append(decision(f"{prefix}{i}", results / f"{prefix}{i}.json", results))
+    log.close()
+
+
+def test_two_processes_appending_at_once_keep_the_chain_whole(tmp_path):
+    """Two writers opened on one log at the same time (as two `slamctl infer --audit-log`
+    runs are): every line chains to the line before it in the file, none is torn."""
+    import multiprocessing
+
+    results = tmp_path / "out"
+    results.mkdir()
+    for prefix in ("x", "y"):
+        for i in range(150):
+            (results / f"{prefix}{i}.json").write_text(json.dumps({"bag": f"{prefix}{i}"}))
+    ctx = multiprocessing.get_context("spawn")
+    start = ctx.Event()
+    log_path = tmp_path / "audit.jsonl"
+    writers = [ctx.Process(target=_append_many, args=(log_path, p, results, 150, start)) for p in ("x", "y")]
+    for w in writers:
+        w.start()
+    start.set()
+    for w in writers:
+        w.join(120)
+        assert w.exitcode == 0
+    report = verify(log_path, results, files(results))
+    assert report.problems == [] and report.lines == 300 and report.results == 300
+    bags = [json.loads(line)["bag"][0] for line in log_path.read_text().splitlines()]
+    assert bags.count("x") == bags.count("y") == 150

@@ -138,3 +138,37 @@ def test_every_entry_of_a_bag_is_a_cell_or_a_listed_skip(tmp_path):
     assert cells == ["a.png"]
     assert [name for name, _ in skipped] == ["b.gif", "dangling.png", "loop", "pipe.png", "sub"]
     assert all(reason for _, reason in skipped)
+
+
+@pytest.mark.parametrize("width, height", [(1, 4_194_304), (4_194_304, 1), (1000, 200)])
+def test_elongated_images_are_refused_from_the_header(tmp_path, width, height):
+    """A 1 x 4,194,304 px strip is under the pixel cap, but fitting its short side to the
+    model's size would ask for an 87 GB resize: refused before any pixel is decoded."""
+    path = tmp_path / "strip.png"
+    path.write_bytes(png_header(width, height))
+    with pytest.raises(
+        SlamError, match=rf"strip.png: image of {width} x {height} px is more elongated than the 4:1"
+    ):
+        prepare_cell(path, 40, 32)
+
+
+def test_an_elongated_but_allowed_image_is_fitted_within_bounds(tmp_path):
+    path = tmp_path / "wide.png"
+    Image.fromarray(np.full((10, 40, 3), 90, np.uint8)).save(path)  # 4:1, the limit
+    assert prepare_cell(path, 40, 32).shape == (32, 32, 3)
+
+
+def test_files_over_the_size_limit_are_refused_before_reading(tmp_path):
+    from slamctl.images import MAX_CELL_FILE_BYTES, read_cell_file
+
+    path = tmp_path / "sparse.png"
+    with open(path, "wb") as f:  # sparse: 300 MB declared, nothing on disk
+        f.truncate(300 * 1024 * 1024)
+    with pytest.raises(
+        SlamError, match=r"sparse.png: file of 314,572,800 bytes exceeds the 33,554,432 a cell"
+    ):
+        prepare_cell(path, 40, 32)
+    with pytest.raises(SlamError, match="exceeds the"):
+        load_rgb(path, b"\0" * (MAX_CELL_FILE_BYTES + 1))  # the server's side: bytes sent by a client
+    with pytest.raises(SlamError, match=r"missing.png: cannot read \(No such file or directory\)"):
+        read_cell_file(tmp_path / "missing.png")

@@ -64,3 +64,55 @@ def test_wrong_checkpoint_kind(tiny_bags, tmp_path):
     torch.save({"kind": "slamctl-mil"}, tmp_path / "x.pt")
     with pytest.raises(SlamError, match="expected a slamctl-encoder checkpoint, found slamctl-mil"):
         embed_bags(tmp_path / "x.pt", tiny_bags, tmp_path / "emb")
+
+
+def test_hostile_embedding_files_get_one_line(tmp_path):
+    """A truncated file, NaN or infinite values, and a deflated file declaring 2.4 GB of
+    features are refused with one line; the last from its header, before inflating a byte."""
+    import io
+    import zipfile
+
+    np.savez(tmp_path / "ok.npz", features=np.ones((3, 4), np.float32), names=np.array(["x", "y", "z"]))
+    (tmp_path / "cut.npz").write_bytes((tmp_path / "ok.npz").read_bytes()[:300])
+    with pytest.raises(SlamError, match=r"cut.npz: not a slamctl embedding file \(BadZipFile"):
+        load_embedded(tmp_path / "cut.npz", 4)
+    for bad in (np.nan, np.inf):
+        features = np.ones((3, 4), np.float32)
+        features[1, 2] = bad
+        np.savez(tmp_path / "nan.npz", features=features, names=np.array(["x", "y", "z"]))
+        with pytest.raises(SlamError, match="nan.npz: 1 embedding values are NaN or infinite"):
+            load_embedded(tmp_path / "nan.npz", 4)
+
+    def member(shape, dtype):
+        buf = io.BytesIO()
+        np.lib.format.write_array_header_1_0(buf, {"descr": dtype, "fortran_order": False, "shape": shape})
+        return buf.getvalue() + b"\0" * 1024  # the data would follow: a few bytes of it here
+
+    with zipfile.ZipFile(tmp_path / "bomb.npz", "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("features.npy", member((600_000, 1024), "<f4"))
+        zf.writestr("names.npy", member((600_000,), "<U8"))
+    with pytest.raises(
+        SlamError, match=r"bomb.npz: features \(600000, 1024\) exceed the 1,073,741,824 bytes"
+    ):
+        load_embedded(tmp_path / "bomb.npz", 1024)
+    with zipfile.ZipFile(tmp_path / "odd.npz", "w") as zf:
+        zf.writestr("features.npy", member((5, 4), "<f4"))
+        zf.writestr("names.npy", member((3,), "<U8"))
+    with pytest.raises(SlamError, match=r"odd.npz: expected float features \(N, D\) for the \(3,\) names"):
+        load_embedded(tmp_path / "odd.npz", 4)
+
+
+def test_train_mil_on_nan_embeddings_is_one_line(tmp_path):
+    from tests.training.test_mil import fake_embeddings, train_cli
+
+    emb = fake_embeddings(tmp_path / "emb")
+    with np.load(emb / "bag_03.npz") as z:
+        features, names = z["features"].copy(), z["names"]
+    features[0, 0] = np.nan
+    np.savez(emb / "bag_03.npz", features=features, names=names)
+    r = train_cli(emb, tmp_path / "run")
+    assert (
+        r.code == 1
+        and "bag_03.npz: 1 embedding values are NaN or infinite" in r.err
+        and "Traceback" not in r.err
+    )

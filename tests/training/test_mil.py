@@ -1,5 +1,4 @@
 import csv
-import shutil
 from dataclasses import replace
 
 import numpy as np
@@ -109,8 +108,28 @@ def test_checkpoint_of_wrong_kind(tmp_path):
     torch.save({"kind": ENCODER_KIND, "model": {}}, tmp_path / "enc.pt")
     with pytest.raises(SlamError, match="expected a slamctl-mil checkpoint, found slamctl-encoder"):
         load_mil(tmp_path / "enc.pt")
-    shutil.copy(tmp_path / "enc.pt", tmp_path / "enc2.pt")
-    assert load_checkpoint(tmp_path / "enc2.pt", ENCODER_KIND)["kind"] == ENCODER_KIND
+    with pytest.raises(
+        SlamError, match="enc.pt: a slamctl-encoder checkpoint without config, encoder_config, step"
+    ):
+        load_checkpoint(tmp_path / "enc.pt", ENCODER_KIND)  # the right kind and nothing else
+
+
+def test_a_checkpoint_of_the_right_kind_and_nothing_else_is_one_line(tmp_path):
+    torch.save({"kind": MIL_KIND}, tmp_path / "mil.pt")
+    torch.save({"kind": ENCODER_KIND}, tmp_path / "enc.pt")
+    emb = fake_embeddings(tmp_path / "emb")
+    for args, message in (
+        (
+            ("evaluate", "--run", tmp_path, "--embeddings", emb, "--bags", emb),
+            "mil.pt: a slamctl-mil checkpoint without model",
+        ),
+        (
+            ("train", "embed", "--encoder", tmp_path / "enc.pt", "--bags", emb, "--out", tmp_path / "e"),
+            "enc.pt: a slamctl-encoder checkpoint without model",
+        ),
+    ):
+        r = run_cli(*args)
+        assert r.code == 1 and message in r.err and "Traceback" not in r.err, (args, r.err)
 
 
 @pytest.mark.parametrize(
