@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from slamctl.cli.console import err
+from slamctl.cli.console import err, styled
 from slamctl.cli.console import out as stdout
 
 app = typer.Typer(help="Check the audit log of `slamctl infer --audit-log` against the result files.")
@@ -32,7 +32,7 @@ def verify(
     )
     report = check(log, results, files)
     for problem in report.problems:
-        err.print(f"[red]FAIL[/red] {problem}", highlight=False, soft_wrap=True)
+        err.print(styled("FAIL", "red", f" {problem}"), soft_wrap=True)
     stdout.print(
         f"{log}: {report.lines} lines; {report.results} of {len(files)} result files match their line"
     )

@@ -16,9 +16,17 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
-err = Console(stderr=True)
-out = Console()
+# markup off: paths, bag and file names are printed as they are ("[bold]x" is a valid bag
+# name); styled words are Text objects (styled below)
+err = Console(stderr=True, markup=False, highlight=False)
+out = Console(markup=False, highlight=False)
+
+
+def styled(word: str, style: str, rest: str) -> Text:
+    """`word` in `style`, then `rest` as plain text (never read as markup)."""
+    return Text.assemble((word, style), rest)
 
 
 class LazyProgress(Progress):
@@ -41,10 +49,10 @@ class LazyProgress(Progress):
 def progress_bar() -> LazyProgress:
     """A progress bar on stderr: description, bar, n/total, info, elapsed, remaining."""
     return LazyProgress(
-        TextColumn("[bold]{task.description}"),
+        TextColumn("{task.description}", style="bold", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("{task.fields[info]}"),
+        TextColumn("{task.fields[info]}", markup=False),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=err,
@@ -56,8 +64,11 @@ def warn_if_degenerate(health: dict, where: str) -> None:
     """The CLI's warning for a model flagged degenerate (training/health.py)."""
     if health["degenerate"]:
         err.print(
-            f"[yellow]warning:[/yellow] degenerate model {where}: {'; '.join(health['reasons'])}. "
-            "It decides nothing; slamctl export refuses it without --allow-degenerate.",
-            highlight=False,
+            styled(
+                "warning:",
+                "yellow",
+                f" degenerate model {where}: {'; '.join(health['reasons'])}. "
+                "It decides nothing; slamctl export refuses it without --allow-degenerate.",
+            ),
             soft_wrap=True,
         )

@@ -9,9 +9,10 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from slamctl import contract
-from slamctl.cli.console import err
+from slamctl.cli.console import err, styled
 from slamctl.cli.console import out as stdout
 from slamctl.errors import SlamError
 from slamctl.export.repository import RepositorySettings  # no onnx: the defaults of export
@@ -144,10 +145,10 @@ def validate(
     for col in ("model", "check", "result", "detail"):
         table.add_column(col)
     for c in checks.items:
-        table.add_row(c.model, c.name, "[green]ok[/green]" if c.ok else "[red]FAIL[/red]", c.detail)
+        table.add_row(c.model, c.name, Text("ok", "green") if c.ok else Text("FAIL", "red"), c.detail)
     stdout.print(table)
     for c in checks.failures:
-        err.print(f"[red]FAIL[/red] {c.model}: {c.name}: {c.detail}", highlight=False, soft_wrap=True)
+        err.print(styled("FAIL", "red", f" {c.model}: {c.name}: {c.detail}"), soft_wrap=True)
     if checks.failures:
         raise typer.Exit(code=1)
     stdout.print(f"{len(checks.items)} checks passed")

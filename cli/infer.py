@@ -9,10 +9,11 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from slamctl import contract
 from slamctl.cli.choices import Format, Wire
-from slamctl.cli.console import err, progress_bar
+from slamctl.cli.console import err, progress_bar, styled
 from slamctl.cli.options import CertificateChain, PrivateKey, RootCertificates, Ssl, Timeout, Url
 from slamctl.client.run import RUN_FILES, Progress, RunOptions, run
 from slamctl.client.triton import ClientSettings, TritonModels
@@ -179,7 +180,7 @@ def infer(
     for row in summary.rows:
         table.add_row(*row)
     for name, why in summary.failed:
-        table.add_row(name, "[red]failed[/red]", "", "", "", why)
+        table.add_row(name, Text("failed", "red"), "", "", "", why)
     err.print(table)
     if summary.redone:
         err.print(
@@ -212,9 +213,12 @@ class BarProgress(Progress):
     def start(self, models: TritonModels, bags: int) -> None:
         if models.card["degenerate"]:
             err.print(
-                "[yellow]warning:[/yellow] the served model is flagged degenerate: "
-                + "; ".join(models.card["health"].get("reasons", [])),
-                highlight=False,
+                styled(
+                    "warning:",
+                    "yellow",
+                    " the served model is flagged degenerate: "
+                    + "; ".join(models.card["health"].get("reasons", [])),
+                )
             )
         chosen, source = models.decision_threshold(self.threshold)
         rule = f"served: {models.card['threshold_rule']}" if source == "server" else source

@@ -13,7 +13,7 @@ import sys
 import typer
 
 from slamctl.cli import audit, data, evaluate, experiment, export, health, infer, serve, train
-from slamctl.cli.console import err
+from slamctl.cli.console import err, styled
 from slamctl.errors import SlamError
 
 app = typer.Typer(
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     except SlamError as e:
-        err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+        err.print(styled("error:", "red", f" {e}"), soft_wrap=True)
         return 1
     except KeyboardInterrupt:
         err.print("interrupted")

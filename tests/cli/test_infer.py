@@ -749,3 +749,14 @@ def test_numeric_options_out_of_range_are_refused_before_any_work(tmp_path, opti
     text = " ".join((r.out + r.err).replace("│", " ").split())  # Typer's error box, unwrapped
     assert r.code == 2 and f"Invalid value for '{option}'" in text and "Traceback" not in text
     assert not (tmp_path / "out").exists()
+
+
+def test_rich_markup_in_names_and_paths_is_printed_as_it_is(server, tiny_bags, tmp_path):
+    """A bag named "[bold red]slide01" shows under that name, and an --out of 'o[/x]' (a
+    closing tag with no opening one) is no MarkupError after the run."""
+    bags = tmp_path / "bags"
+    shutil.copytree(tiny_bags / "bag_0001", bags / "[bold red]slide01")
+    r = run_cli("infer", bags, "--url", server.grpc_url, "--out", tmp_path / "o[/x]")
+    assert r.code == 0 and "Traceback" not in r.err, r.err
+    assert "[bold red]slide01" in r.err and str(tmp_path / "o[/x]") in " ".join(r.err.split())
+    assert (tmp_path / "o[/x]" / "[bold red]slide01.json").is_file()
