@@ -87,7 +87,10 @@ def point(out: Path, data: Path, n_train: int, seed: int, max_cells: int) -> dic
     test, train = labelled(emb, bags, "test"), labelled(emb, bags, "train")
     probs, attention = predict(model, test[0])
     bag_scores, cell_scores = ceiling_scores(
-        [b.features for b in train[0]], train[2], [b.features for b in test[0]]
+        [b.features for b in train[0]],
+        train[2],
+        [b.features for b in test[0]],
+        standardised=preset.mil.standardise,
     )
     result = {
         "n_train": n_train,

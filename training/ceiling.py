@@ -1,7 +1,8 @@
 """The encoder's ceiling: what no aggregator can beat on the same embeddings.
 
 An instance classifier trained on the true cell labels of the training bags (logistic
-regression on per-bag robustly standardised features, as the aggregators see them); a bag's
+regression on the features as the aggregator sees them: per-bag robustly standardised, or
+not, as `train mil --standardise/--no-standardise`); a bag's
 score is the mean of its TOP_K highest cell scores. A MIL aggregator learns from bag labels
 only, so on the same bags it should come close to this row and never clearly above it.
 Evaluation only: cell truth never reaches `train mil`.
@@ -23,14 +24,20 @@ def standardise(x: np.ndarray) -> np.ndarray:
 
 
 def ceiling_scores(
-    train: list[np.ndarray], train_truth: list[np.ndarray], test: list[np.ndarray], *, k: int = TOP_K
+    train: list[np.ndarray],
+    train_truth: list[np.ndarray],
+    test: list[np.ndarray],
+    *,
+    k: int = TOP_K,
+    standardised: bool = True,
 ) -> tuple[np.ndarray, list[np.ndarray]]:
     """(bag score per test bag, cell scores per test bag) of the instance-truth classifier."""
     from sklearn.linear_model import LogisticRegression
 
-    x = np.concatenate([standardise(f) for f in train])
+    seen = standardise if standardised else (lambda f: np.asarray(f, dtype=np.float32))
+    x = np.concatenate([seen(f) for f in train])
     y = np.concatenate(train_truth).astype(int)
     model = LogisticRegression(max_iter=2000, class_weight="balanced").fit(x, y)
-    cells = [model.decision_function(standardise(f)) for f in test]
+    cells = [model.decision_function(seen(f)) for f in test]
     bags = np.array([np.sort(c)[::-1][:k].mean() for c in cells])
     return bags, cells

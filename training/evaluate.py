@@ -34,7 +34,13 @@ def _cell_probe(bags: list[EmbeddedBag], truth: dict[tuple[str, str], int]) -> f
 
 
 def _ceiling(
-    emb_dir: Path, bags_dir: Path, truth: dict, test: list[EmbeddedBag], ys: list[int], top_k: int | None
+    emb_dir: Path,
+    bags_dir: Path,
+    truth: dict,
+    test: list[EmbeddedBag],
+    ys: list[int],
+    top_k: int | None,
+    standardised: bool,
 ) -> dict:
     """The instance-truth ceiling on the same embeddings (training/ceiling.py): its bag AUC and
     top-K retrieval on the test bags, trained on the train bags' cell truth; empty without a
@@ -45,7 +51,9 @@ def _ceiling(
     train_truth = [np.array([truth.get((b.bag_id, n), 0) for n in b.names]) for b in train]
     if len({int(t) for cells in train_truth for t in cells}) < 2:
         return {}
-    scores, cells = ceiling_scores([b.features for b in train], train_truth, [b.features for b in test])
+    scores, cells = ceiling_scores(
+        [b.features for b in train], train_truth, [b.features for b in test], standardised=standardised
+    )
     fracs = [
         top_k_retrieval(
             c, np.array([truth.get((b.bag_id, n), 0) for n in b.names], bool), top_k or default_top_k(len(c))
@@ -133,7 +141,7 @@ def evaluate(
         "encoder_method": meta["method"],
         "split": split,
         "probe_auc": probe,
-        **_ceiling(emb_dir, Path(bags_dir), truth, bags, ys, top_k),
+        **_ceiling(emb_dir, Path(bags_dir), truth, bags, ys, top_k, ckpt["config"]["standardise"]),
         "degenerate": health.degenerate,
         "health": health.as_dict(),
         "training_health": ckpt.get("health"),

@@ -23,7 +23,8 @@ def test_wr_sweep_smoke_writes_tables_and_plot(tmp_path):
         ("cell-supervised", "0.2", "2"),
     ]
     md = (tmp_path / "results.md").read_text()
-    assert "| slam-ags | 20.0% |" in md and "±" in md
+    assert "| slam-ags | 20.0% |" in md and "±" in md and "instance-truth ceiling bag AUC" in md
+    assert all(0 <= float(r["ceiling_auc_mean"]) <= 1 for r in results)  # the ceiling beside every row
     intervals = list(csv.DictReader(open(tmp_path / "intervals.csv")))  # 95% bootstrap over the test bags
     assert [(r["method"], r["test_bags"]) for r in intervals] == [
         ("slam-ags", "4"),
