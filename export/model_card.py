@@ -103,6 +103,11 @@ def limitations(card: dict) -> list[str]:
         )
     if card["evaluation"] is None:
         found.append("No held-out evaluation was recorded with this export.")
+    elif card["evaluation"].get("split") != "test":
+        found.append(
+            f"The recorded evaluation is on the {card['evaluation'].get('split') or 'all'} bags, not on "
+            "held-out ones: it says little about new slides."
+        )
     found.append(
         f"Decides at the threshold chosen on {card['aggregator'].get('val_bags', '?')} validation bags "
         f"({card['threshold_rule']}): few validation bags make it uncertain."
@@ -196,7 +201,9 @@ def render_markdown(card: dict) -> str:
                 ("configuration", f"`{json.dumps(agg.get('config'), sort_keys=True)}`"),
             ]
         ),
-        "\n## Held-out evaluation\n\n",
+        "\n## Held-out evaluation\n\n"
+        if ev is None or ev.get("split") == "test"
+        else f"\n## Evaluation on the {ev.get('split') or 'all'} bags (not held out)\n\n",
         (
             "Not recorded.\n"
             if ev is None

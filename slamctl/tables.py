@@ -16,7 +16,7 @@ def read_csv(path: Path, columns: Iterable[str]) -> list[dict[str, str]]:
     """Rows of a CSV whose header holds at least `columns`; one-line error otherwise."""
     columns = tuple(columns)
     try:
-        with open(path, newline="") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # a spreadsheet's BOM is no header
             reader = csv.DictReader(f)
             missing = [c for c in columns if c not in (reader.fieldnames or [])]
             if missing:

@@ -28,10 +28,32 @@ class Bag:
     skipped: int = 0  # zero-byte files left out
 
 
+def check_bag_id(bag_id: str, path: Path, line: int) -> str:
+    """A bag id is a folder's name: never a path that leads elsewhere (../x, /abs/x, a/b)."""
+    if bag_id in ("", ".", "..") or any(c in bag_id for c in "/\\\0"):
+        raise SlamError(f"{path}:{line}: bag_id must be a folder name, got {bag_id!r}")
+    return bag_id
+
+
+def unique_rows(path: Path, columns: list[str]) -> list[tuple[int, dict[str, str]]]:
+    """(line, row) of a table keyed by bag_id; a bag id named twice is an error naming both lines."""
+    seen: dict[str, int] = {}
+    rows = []
+    for i, r in enumerate(read_csv(path, columns)):
+        line = i + 2
+        bag_id = check_bag_id(r["bag_id"], path, line)
+        if bag_id in seen:
+            raise SlamError(f"{path}:{line}: bag {bag_id!r} is named again (first on line {seen[bag_id]})")
+        seen[bag_id] = line
+        rows.append((line, r))
+    return rows
+
+
 def read_labels_csv(path: Path) -> dict[str, int]:
     """{bag_id: label} of a labels.csv (bag_id,label with label 0 or 1)."""
-    rows = read_csv(path, ["bag_id", "label"])
-    return {r["bag_id"]: parse_label(r["label"], path, i + 2) for i, r in enumerate(rows)}
+    return {
+        r["bag_id"]: parse_label(r["label"], path, line) for line, r in unique_rows(path, ["bag_id", "label"])
+    }
 
 
 def read_labels(bags_dir: Path) -> dict[str, int]:
@@ -63,9 +85,9 @@ def read_split(bags_dir: Path) -> dict[str, str] | None:
     if not path.exists():
         return None
     split = {}
-    for i, r in enumerate(read_csv(path, ["bag_id", "split"])):
+    for line, r in unique_rows(path, ["bag_id", "split"]):
         if r["split"] not in ("train", "test"):
-            raise SlamError(f"{path}:{i + 2}: split must be train or test, got {r['split']!r}")
+            raise SlamError(f"{path}:{line}: split must be train or test, got {r['split']!r}")
         split[r["bag_id"]] = r["split"]
     return split
 

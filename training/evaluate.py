@@ -81,6 +81,11 @@ def evaluate(
 
     threshold: None uses the one `train mil` chose on validation bags."""
     model, ckpt = load_mil(mil_path)
+    if split is not None and read_split(bags_dir) is None:
+        raise SlamError(
+            f"{Path(bags_dir) / 'split.csv'}: missing, so no bag is known to be held out ({split} asked); "
+            "pass --split all to evaluate every bag (the figures then include the training bags)"
+        )
     if threshold is None:
         threshold, rule = stored_threshold(ckpt)
     else:

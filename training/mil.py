@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from slamctl.errors import SlamError
 from slamctl.tables import write_csv
 from slamctl.training.abmil import ABMIL
-from slamctl.training.bagset import assign_splits, read_labels_csv, read_split
+from slamctl.training.bagset import SPLIT_FILE, assign_splits, read_labels_csv, read_split
 from slamctl.training.checkpoint import MIL_KIND, load_checkpoint, save_checkpoint
 from slamctl.training.choices import AGGREGATORS
 from slamctl.training.embed import EmbeddedBag, load_embedded, read_meta
@@ -60,8 +60,11 @@ def load_split_bags(
     splits = read_split(labels_path.parent)
     bags, ys = [], []
     for bag_id, y in sorted(labels.items()):
-        if split is not None and splits is not None and splits.get(bag_id) != split:
-            continue
+        if split is not None and splits is not None:
+            if bag_id not in splits:  # as pretraining: never dropped without a word
+                raise SlamError(f"{labels_path.parent / SPLIT_FILE}: bag {bag_id!r} has no split")
+            if splits[bag_id] != split:
+                continue
         path = emb_dir / f"{bag_id}.npz"
         if not path.exists():
             raise SlamError(f"{labels_path}: bag {bag_id!r} has no embeddings ({path} missing)")

@@ -95,3 +95,32 @@ def test_null_data_gives_chance_auc(tmp_path):
 def test_evaluate_errors_are_one_line(tmp_path):
     r = run_cli("evaluate", "--run", tmp_path / "mil.pt", "--embeddings", tmp_path, "--bags", tmp_path)
     assert r.code == 1 and "checkpoint does not exist" in r.err and r.err.strip().count("\n") == 0
+
+
+def test_without_split_csv_held_out_figures_are_refused_and_all_is_labelled(tmp_path):
+    """Without split.csv no bag is known to be held out: `evaluate` refuses to call the
+    training bags a test set; `--split all` evaluates them, and the model card says so."""
+    from slamctl.export.model_card import limitations
+    from tests.training.test_mil import fake_embeddings, train_cli
+
+    emb = fake_embeddings(tmp_path / "emb")
+    with open(emb / "cells.csv", "w") as f:  # cell truth: the first 3 cells of an abnormal bag
+        f.write("bag_id,file,positive\n")
+        f.writelines(
+            f"bag_{i:02d},c{j}.png,{int(i % 2 == 1 and j < 3)}\n" for i in range(16) for j in range(20)
+        )
+    assert train_cli(emb, tmp_path / "run", "--epochs", 2, "--restarts", 1).code == 0
+    args = ("evaluate", "--run", tmp_path / "run", "--embeddings", emb, "--bags", emb)
+    r = run_cli(*args)
+    assert r.code == 1 and "split.csv: missing, so no bag is known to be held out (test asked)" in r.err
+    r = run_cli(*args, "--split", "all")
+    assert r.code == 0, r.err
+    summary = json.loads((tmp_path / "run" / "eval" / "summary.json").read_text())
+    assert summary["split"] is None and summary["bags"] == 16
+    card = {
+        "aggregator": {},
+        "training_data": {"available": True},
+        "evaluation": summary,
+        "threshold_rule": "x",
+    }
+    assert any("not on held-out ones" in line for line in limitations(card))

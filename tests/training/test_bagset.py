@@ -55,3 +55,31 @@ def test_reference_naming_without_labels_csv(tmp_path):
     for name in ("normal_1", "abnormal_1"):
         (tmp_path / name).mkdir()
     assert read_labels(tmp_path) == {"abnormal_1": 1, "normal_1": 0}
+
+
+@pytest.mark.parametrize("bag_id", ["../x", "/abs/x", "a/b", "..", ".", "a\\b"])
+def test_bag_ids_that_lead_outside_the_folder_are_refused(tiny_bags, tmp_path, bag_id):
+    """A bag id names a folder: `train embed` would write EMB/<bag_id>.npz outside --out."""
+    bags = copy_bags(tiny_bags, tmp_path / "b")
+    (bags / "labels.csv").write_text(f"bag_id,label\nbag_0000,0\n{bag_id},1\n")
+    with pytest.raises(SlamError, match=r"labels.csv:3: bag_id must be a folder name"):
+        read_labels(bags)
+
+
+def test_labels_with_a_bom_read_and_a_bag_named_twice_is_refused(tiny_bags, tmp_path):
+    bags = copy_bags(tiny_bags, tmp_path / "b")
+    text = (bags / "labels.csv").read_text()
+    (bags / "labels.csv").write_text("\ufeff" + text)  # as a spreadsheet saves UTF-8 CSV
+    assert len(read_labels(bags)) == 6
+    (bags / "labels.csv").write_text(text + "bag_0000,1\n")
+    with pytest.raises(SlamError, match=r"labels.csv:8: bag 'bag_0000' is named again \(first on line 2\)"):
+        read_labels(bags)
+
+
+def test_a_bag_missing_from_split_csv_is_refused_by_train_mil(tmp_path):
+    from tests.training.test_mil import fake_embeddings, train_cli
+
+    emb = fake_embeddings(tmp_path / "emb")
+    (emb / "split.csv").write_text("bag_id,split\n" + "".join(f"bag_{i:02d},train\n" for i in range(15)))
+    r = train_cli(emb, tmp_path / "run")
+    assert r.code == 1 and "split.csv: bag 'bag_15' has no split" in r.err
