@@ -82,7 +82,8 @@ def point(out: Path, data: Path, n_train: int, seed: int, max_cells: int) -> dic
     emb = run / "embeddings"
     ckpt = pretrain(pcfg, bags, run, resume=True)
     embed_bags(ckpt, bags, emb, features=preset.features, batch_size=preset.embed_batch, num_workers=0)
-    train_mil(replace(preset.mil, seed=seed), emb, bags / LABELS_FILE, run)
+    if not (run / "mil.pt").exists():  # a rerun (after removing the JSON) re-scores without retraining
+        train_mil(replace(preset.mil, seed=seed), emb, bags / LABELS_FILE, run)
     model, _ = load_mil(run / "mil.pt")
     test, train = labelled(emb, bags, "test"), labelled(emb, bags, "train")
     probs, attention = predict(model, test[0])

@@ -3,7 +3,8 @@
 An instance classifier trained on the true cell labels of the training bags (logistic
 regression on the features as the aggregator sees them: per-bag robustly standardised, or
 not, as `train mil --standardise/--no-standardise`); a bag's
-score is the mean of its TOP_K highest cell scores. A MIL aggregator learns from bag labels
+score is the mean of its k highest cell scores, k = 1% of its cells (at least one): the
+abnormal cells a bag holds at the witness rate the method is for. A MIL aggregator learns from bag labels
 only, so on the same bags it should come close to this row and never clearly above it.
 Evaluation only: cell truth never reaches `train mil`.
 """
@@ -15,7 +16,11 @@ import torch
 
 from slamctl.training.bag_norm import robust_standardise
 
-TOP_K = 3  # cells averaged into a bag's score: 3 is 1% of a 300-cell bag
+WITNESS_RATE = 0.01  # k = this fraction of a bag's cells: 3 of 300, 2 of 200
+
+
+def top_k(n_cells: int) -> int:
+    return max(1, round(WITNESS_RATE * n_cells))
 
 
 def standardise(x: np.ndarray) -> np.ndarray:
@@ -28,7 +33,6 @@ def ceiling_scores(
     train_truth: list[np.ndarray],
     test: list[np.ndarray],
     *,
-    k: int = TOP_K,
     standardised: bool = True,
 ) -> tuple[np.ndarray, list[np.ndarray]]:
     """(bag score per test bag, cell scores per test bag) of the instance-truth classifier."""
@@ -39,5 +43,5 @@ def ceiling_scores(
     y = np.concatenate(train_truth).astype(int)
     model = LogisticRegression(max_iter=2000, class_weight="balanced").fit(x, y)
     cells = [model.decision_function(seen(f)) for f in test]
-    bags = np.array([np.sort(c)[::-1][:k].mean() for c in cells])
+    bags = np.array([np.sort(c)[::-1][: top_k(len(c))].mean() for c in cells])
     return bags, cells
