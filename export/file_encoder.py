@@ -1,6 +1,6 @@
 """The file encoder model of the production repository: the encoded wire path on stock Triton.
 
-    slam_encoder_files/config.pbtxt         backend "python", dynamic batching, KIND_CPU
+    slam_encoder_files/config.pbtxt         backend "python", a batch dimension, KIND_CPU
     slam_encoder_files/<version>/model.py   decodes CELL_FILES with slamctl's own code
                                             (slamctl/file_encoder.py, copied into the image
                                             at /opt/slamctl), runs slam_encoder through
@@ -59,7 +59,11 @@ class TritonPythonModel:
 '''
 
 
-def file_encoder_config(dim: int, max_batch_size: int, max_queue_delay_us: int) -> str:
+def file_encoder_config(dim: int, max_batch_size: int) -> str:
+    """No dynamic batching: Triton's Python backend fails every request of a merged batch when
+    one holds a BYTES element whose length prefix lies ("incomplete string data"), so one client
+    could fail other clients' bags. Each request already carries a batch of cells, and
+    slam_encoder, which this model calls, batches the instances' calls dynamically."""
     from slamctl.export.repository import tensor_block
 
     return (
@@ -67,6 +71,5 @@ def file_encoder_config(dim: int, max_batch_size: int, max_queue_delay_us: int) 
         "version_policy: { latest: { num_versions: 1 } }\n"
         + tensor_block("input", contract.file_encoder_inputs())
         + tensor_block("output", contract.file_encoder_outputs(dim))
-        + f"dynamic_batching {{\n  max_queue_delay_microseconds: {max_queue_delay_us}\n}}\n"
         + "instance_group [\n  {\n    count: 2\n    kind: KIND_CPU\n  }\n]\n"
     )

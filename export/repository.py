@@ -224,7 +224,7 @@ def write_repository(
     write_atomic(files_folder / "model.py", FILE_ENCODER_PY.encode())
     write_atomic(
         repository / contract.FILE_ENCODER / "config.pbtxt",
-        file_encoder_config(pair.dim, settings.max_batch_size, settings.max_queue_delay_us).encode(),
+        file_encoder_config(pair.dim, settings.max_batch_size).encode(),
     )
     manifest_path = repository / MANIFEST
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"files": {}}

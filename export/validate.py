@@ -254,10 +254,12 @@ def _python_model_config(checks: Checks, repo: Path, model: str, *, batching: bo
     except SlamError as e:
         checks.add(model, "config.pbtxt parses", False, str(e))
         return None
-    batched = config.max_batch_size > 0 and config.HasField("dynamic_batching")
+    # a batch dimension, but no dynamic batcher: the Python backend fails every request of a
+    # merged batch when one holds a malformed BYTES element (export/file_encoder.py)
+    batched = config.max_batch_size > 0 and not config.HasField("dynamic_batching")
     checks.add(
         model,
-        f"backend python, {'dynamic batching' if batching else 'no batching'}",
+        f"backend python, {'a batch dimension, no dynamic batching' if batching else 'no batching'}",
         config.backend == "python" and (batched if batching else config.max_batch_size == 0),
         f"backend {config.backend!r}, max_batch_size {config.max_batch_size}",
     )

@@ -10,10 +10,11 @@ runs, which in the stub's quiet interpreter is practically never. Measured on th
 server: every refused 100,000 x 32 request added 13 MB to tritonserver and 13 MB to the
 stub, without bound (60 refusals: +1.7 GB); with the fix, memory stays flat.
 
-The fixed `execute` clears the two locals and returns one error response per request (the
-Python backend's documented way to fail requests) instead of raising: no cycle, and the
-client reads the error's last line (exception and message) instead of a server-side
-traceback naming the server's paths (the traceback stays in the server's log). The fix is
+The fixed `execute` clears the two locals and returns error responses (the Python backend's
+documented way to fail requests) instead of raising: no cycle, and the client reads the
+error's last line (exception and message) instead of a server-side traceback naming the
+server's paths (the traceback stays in the server's log). A request with an empty input gets
+a message that says so (PyTriton's own is "memoryview: cannot cast view with zeros"). The fix is
 applied to the copy PyTriton sends to Triton with each model load (never to the installed
 package) and refuses to guess: if the installed PyTriton's source differs from the one it
 was written for, the server does not start.
@@ -30,6 +31,8 @@ _RAISE = """\
 _FIXED = """\
         except Exception as e:  # slamctl (serving/proxy_fix.py): no cycle, one-line error responses
             msg = ([line for line in str(e).splitlines() if line.strip()] or [type(e).__name__])[-1].strip()
+            if "cannot cast view with zeros" in msg:  # PyTriton cannot copy an empty tensor
+                msg = "an input holds no elements (a dimension of size 0): send at least one; a bag needs a cell"
             count = len(triton_requests)
             triton_requests = triton_responses_or_error = None
             return [pb_utils.InferenceResponse(error=pb_utils.TritonError(msg)) for _ in range(count)]"""

@@ -380,11 +380,9 @@ def serve(settings: ServerSettings, *, on_ready: Callable[[list[ServedModel]], N
                     Tensor(name=contract.EMBEDDINGS, dtype=np.float32, shape=encoder.outputs[0][2]),
                     Tensor(name=contract.CELL_ERRORS, dtype=np.bytes_, shape=(1,)),
                 ],
-                config=ModelConfig(
-                    batching=True,
-                    max_batch_size=encoder.max_batch_size,
-                    batcher=DynamicBatcher(max_queue_delay_microseconds=encoder.max_queue_delay_us),
-                ),
+                # no dynamic batcher (export/file_encoder.py): a request with a malformed element
+                # would fail every request merged with it, other clients' bags included
+                config=ModelConfig(batching=True, max_batch_size=encoder.max_batch_size, batcher=None),
                 strict=True,
             )
             triton.bind(

@@ -409,3 +409,47 @@ def test_tls_options_are_checked_before_the_server_starts(tiny_repository, certi
         "serve", "--repository", tiny_repository, "--tls-cert", cert, "--tls-key", tmp_path / "bad.pem"
     )
     assert r.code == 1 and "bad.pem: expected a PEM file" in r.err
+
+
+def test_a_bag_of_zero_cells_gets_the_servers_message(server, dim):
+    c = client(server)
+    with pytest.raises(InferenceServerException) as e:
+        infer(
+            c, contract.AGGREGATOR, contract.EMBEDDINGS, np.zeros((0, dim), np.float32), [contract.BAG_PROBS]
+        )
+    assert "an input holds no elements (a dimension of size 0): send at least one" in e.value.message()
+    assert "memoryview" not in e.value.message()
+
+
+def test_a_poisoning_client_fails_only_its_own_requests(server, tiny_bags, tmp_path):
+    """One client floods slam_encoder_files with elements whose length prefix lies; the
+    victim's requests would be merged with them by a dynamic batcher, and the Python backend
+    fails a whole merged batch. Without one (export/file_encoder.py) the victim's bags all
+    succeed and only the poisoner's requests fail."""
+    stop, refused = threading.Event(), []
+
+    def poison():
+        c = client(server)
+        while not stop.is_set():
+            inp = grpcclient.InferInput(contract.CELL_FILES, [1, 1], "BYTES")
+            inp.set_data_from_numpy(np.array([[b"x"]], dtype=np.object_))
+            inp._raw_content = b"\xff\xff\x00\x00abc"  # declares 65,535 bytes, holds 3
+            try:
+                c.infer(contract.FILE_ENCODER, [inp], client_timeout=30)
+            except InferenceServerException as e:
+                refused.append(e.message())
+            time.sleep(0.002)
+
+    threads = [threading.Thread(target=poison) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(0.5)
+        r = run_cli("infer", tiny_bags, "--url", server.grpc_url, "--out", tmp_path, "--retries", 0)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    summary = json.loads((tmp_path / "run_summary.json").read_text())
+    assert r.code == 0 and not summary["failed"] and len(summary["done"]) == 6, r.err
+    assert refused and all("incomplete string data" in m or "string" in m for m in refused[:5]), refused[:3]
