@@ -52,6 +52,6 @@ def health(
         raise typer.Exit(code=1)
     card = read_card(client, url, timeout)
     typer.echo(
-        f"model id {model_id(card['sha256'])} (version {card['version']}, exported "
+        f"model id {model_id(card)} (version {card['version']}, exported "
         f"{card.get('exported_at', 'at an unknown time')}): pin it with infer --expect-model"
     )

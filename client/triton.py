@@ -129,7 +129,7 @@ class TritonModels:
         self.threshold = float(self.card["threshold"])  # chosen on validation bags by `train mil`
         self.image_size = int(self.card["image_size"])  # the training image size (see prepare_cell)
         self.max_bag = int(self.card["max_bag_cells"])
-        self.model_id = model_id(self.card["sha256"])  # what --expect-model pins
+        self.model_id = model_id(self.card)  # what --expect-model pins
         self.shared = self._shared_regions(wait) if settings.shm else None
 
     def _shared_regions(self, wait: float) -> SharedRegions:

@@ -123,7 +123,7 @@ def build_model_card(served: dict, training: dict, data: dict, evaluation: dict 
     """The whole card: the served card's facts (version, threshold, checksums, ...) with how
     the pair was made (`training`: from the checkpoints, see export_pair)."""
     card = {
-        "model_id": model_id(served["sha256"]),
+        "model_id": model_id(served),
         "version": served["version"],
         "exported_at": served["exported_at"],
         "intended_use": INTENDED_USE,

@@ -25,12 +25,10 @@ from pathlib import Path
 from slamctl import contract
 from slamctl.checksum import sha256_of
 from slamctl.errors import SlamError
-from slamctl.export.card import CARD_FILE, MODEL_PY, card_config, card_path
+from slamctl.export.card import MODEL_PY, card_config, card_path
 from slamctl.export.file_encoder import MODEL_PY as FILE_ENCODER_PY
 from slamctl.export.file_encoder import file_encoder_config
 from slamctl.export.model_card import (
-    MODEL_CARD_JSON,
-    MODEL_CARD_MD,
     build_model_card,
     dataset_facts,
     write_model_card,
@@ -38,6 +36,19 @@ from slamctl.export.model_card import (
 from slamctl.files import write_atomic
 
 MANIFEST = "manifest.json"
+
+
+def version_files(repository: Path) -> list[str]:
+    """Every file in a version folder (MODEL/<n>/...), relative: what the manifest must hash
+    (weights moved into an ONNX external-data file beside model.onnx included); Python's
+    bytecode caches, which a Python-backend server may write there, left out."""
+    return sorted(
+        str(p.relative_to(repository))
+        for p in Path(repository).glob("*/[0-9]*/**/*")
+        if p.is_file() and p.parts[len(Path(repository).parts) + 1].isdigit() and "__pycache__" not in p.parts
+    )
+
+
 MODELS = contract.ONNX_MODELS
 
 
@@ -190,11 +201,15 @@ def write_repository(
             pair.dim, settings, pair.threshold, caches[contract.AGGREGATOR]
         ),
     }
+    configs[contract.MODEL_CARD] = card_config()
+    configs[contract.FILE_ENCODER] = file_encoder_config(pair.dim, settings.max_batch_size)
     for name in MODELS:
         folder = repository / name / str(version)
         folder.mkdir(parents=True, exist_ok=True)
         write_atomic(folder / "model.onnx", models[name])
-        write_atomic(repository / name / "config.pbtxt", configs[name].encode())
+    for name, text in configs.items():
+        (repository / name).mkdir(parents=True, exist_ok=True)
+        write_atomic(repository / name / "config.pbtxt", text.encode())
     card = {
         "version": version,
         "threshold": pair.threshold,
@@ -208,6 +223,7 @@ def write_repository(
         "degenerate": bool(pair.health.get("degenerate", False)),
         "health": pair.health,
         "sha256": digests,
+        "config_sha256": {name: hashlib.sha256(text.encode()).hexdigest() for name, text in configs.items()},
         "precision": {contract.ENCODER: pair.encoder_precision, contract.AGGREGATOR: "fp32"},
         "device": settings.device,
         "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -218,26 +234,16 @@ def write_repository(
     write_atomic(card_file.parent / "model.py", MODEL_PY.encode())
     data = dataset_facts(pair.data_dir) if data is None else data
     write_model_card(card_file.parent, build_model_card(card, pair.training, data, evaluation))
-    write_atomic(repository / contract.MODEL_CARD / "config.pbtxt", card_config().encode())
     files_folder = repository / contract.FILE_ENCODER / str(version)  # the encoded wire path
     files_folder.mkdir(parents=True, exist_ok=True)
     write_atomic(files_folder / "model.py", FILE_ENCODER_PY.encode())
-    write_atomic(
-        repository / contract.FILE_ENCODER / "config.pbtxt",
-        file_encoder_config(pair.dim, settings.max_batch_size).encode(),
-    )
     manifest_path = repository / MANIFEST
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"files": {}}
     for name in (*MODELS, contract.MODEL_CARD, contract.FILE_ENCODER):  # a changed config must not be served
         manifest["files"][f"{name}/config.pbtxt"] = sha256_of(repository / name / "config.pbtxt")
-    served = [(name, "model.onnx") for name in MODELS]
-    served += [(contract.MODEL_CARD, f) for f in (CARD_FILE, "model.py", MODEL_CARD_JSON, MODEL_CARD_MD)]
-    served += [(contract.FILE_ENCODER, "model.py")]
-    for name, file in served:  # every version on disk, so old versions stay verifiable
-        for v in existing_versions(repository / name):
-            rel = f"{name}/{v}/{file}"
-            if (v == version or rel not in manifest["files"]) and (repository / rel).is_file():
-                manifest["files"][rel] = sha256_of(repository / rel)
+    for rel in version_files(repository):  # every file of every version, so old versions stay verifiable
+        if rel.split("/")[1] == str(version) or rel not in manifest["files"]:
+            manifest["files"][rel] = sha256_of(repository / rel)
     manifest["latest_version"] = max(version, manifest.get("latest_version", 0))
     manifest.setdefault("versions", {})[str(version)] = {
         "exported_at": card["exported_at"],

@@ -227,8 +227,10 @@ def check_manifest(checks: Checks, repo: Path) -> None:
     path = repo / "manifest.json"
     if not checks.add("repository", "manifest.json exists", path.is_file(), str(path)):
         return
+    from slamctl.export.repository import version_files
+
     files = json.loads(path.read_text()).get("files", {})
-    on_disk = {str(p.relative_to(repo)) for p in repo.glob("*/*/model.onnx")}
+    on_disk = set(version_files(repo))
     checks.add(
         "repository",
         "manifest lists every model file",
@@ -307,7 +309,13 @@ def check_card(checks: Checks, repo: Path, onnx_paths: dict[str, Path]) -> None:
             ok,
             "matches" if ok else f"card {str(card['sha256'].get(name))[:12]}... differs from {path}",
         )
-    check_model_card(checks, folder, onnx_paths, digests)
+    for name in (*contract.ONNX_MODELS, contract.MODEL_CARD, contract.FILE_ENCODER):  # the id covers them
+        path = repo / name / "config.pbtxt"
+        ok = path.is_file() and card["config_sha256"].get(name) == sha256_of(path)
+        checks.add(
+            model, f"card's sha256 of {name}/config.pbtxt matches", ok, "matches" if ok else f"{path} differs"
+        )
+    check_model_card(checks, folder, card, onnx_paths, digests)
 
 
 def check_file_encoder(checks: Checks, repo: Path, dim: int | None) -> None:
@@ -329,7 +337,7 @@ def check_file_encoder(checks: Checks, repo: Path, dim: int | None) -> None:
 
 
 def check_model_card(
-    checks: Checks, folder: Path, onnx_paths: dict[str, Path], digests: dict[str, str]
+    checks: Checks, folder: Path, served: dict, onnx_paths: dict[str, Path], digests: dict[str, str]
 ) -> None:
     """model_card.json names the served files' checksums; MODEL_CARD.md is its rendering."""
     from slamctl.card import model_id
@@ -358,7 +366,7 @@ def check_model_card(
             "matches" if ok else f"{path} differs from {onnx_path}",
         )
     if len(digests) == len(contract.ONNX_MODELS):  # a model that failed its own checks is reported there
-        ok = card.get("model_id") == model_id(digests)
+        ok = card.get("model_id") == model_id(served)
         checks.add(model, "model card's model id is the served pair's", ok, card.get("model_id", "absent"))
     ok = markdown == render_markdown(card)
     checks.add(

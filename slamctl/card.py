@@ -3,7 +3,7 @@
 Written by the export (export/card.py), served by the `slam_model_card` model of either
 server, read by `slamctl infer`: the decision threshold chosen on validation bags, the
 encoder's input size S and training image size, the largest bag, the checksums of the
-served ONNX files, and whether the aggregator was flagged degenerate.
+served ONNX files and configs, and whether the aggregator was flagged degenerate.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 
-from slamctl import contract
 from slamctl.errors import SlamError
 
 REQUIRED = (
@@ -25,6 +24,18 @@ REQUIRED = (
     "max_bag_cells",
     "degenerate",
     "sha256",
+    "config_sha256",
+)
+# what a decision, or the server's resource use, depends on: the model id covers all of it
+DECIDING = (
+    "sha256",
+    "config_sha256",
+    "threshold",
+    "input_size",
+    "image_size",
+    "dim",
+    "features",
+    "max_bag_cells",
 )
 
 
@@ -40,11 +51,14 @@ def parse_card(data: bytes | str, source: str) -> dict:
     return card
 
 
-def model_id(sha256: dict[str, str]) -> str:
-    """The served pair's identity: sha256 of the encoder's and the aggregator's ONNX sha256,
-    in that order. `slamctl infer --expect-model` pins it; export and health print it."""
-    joined = ":".join(sha256[name] for name in contract.ONNX_MODELS)
-    return hashlib.sha256(joined.encode()).hexdigest()
+def model_id(card: dict) -> str:
+    """The served model's identity: the sha256 of what decides, in canonical JSON: both ONNX
+    files' sha256, every served config.pbtxt's sha256 (batch sizes, bag limit, TensorRT
+    settings), the decision threshold, the input and image sizes, D, the features and the
+    largest bag. A repository resealed with another threshold or config has another id.
+    `slamctl infer --expect-model` pins it; export and health print it."""
+    text = json.dumps({k: card[k] for k in DECIDING}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def client_version() -> str:

@@ -533,7 +533,8 @@ def test_each_result_records_its_provenance(server, tiny_repository, tiny_bags, 
         for name in contract.ONNX_MODELS
     }
     assert {n: m["sha256"] for n, m in provenance["models"].items()} == served
-    assert provenance["model_id"] == model_id(served) and provenance["model_version"] == 1
+    card = json.loads((tiny_repository / contract.MODEL_CARD / "1" / "card.json").read_text())
+    assert provenance["model_id"] == model_id(card) and provenance["model_version"] == 1
     assert provenance["client"]["slamctl"] and provenance["decided_at"].endswith("+00:00")
     files = sorted(p for p in (tiny_bags / "bag_0002").iterdir())
     assert provenance["input_sha256"] == input_digest(
@@ -548,7 +549,7 @@ def test_pinning_refuses_another_model(server, tiny_bags, tmp_path):
     from slamctl.card import model_id
 
     card = TritonModels(ClientSettings(url=server.grpc_url)).card
-    served = model_id(card["sha256"])
+    served = model_id(card)
     r = run_cli(
         "infer",
         tiny_bags / "bag_0002",

@@ -26,9 +26,9 @@ def test_exported_pair_passes_with_parity(tiny_repository, tiny_models):
     assert any(n.startswith("parity of the top-10") for n in names)
 
 
-def edit_config(repo, model, old, new, *, manifest=True):
-    """Edit a config; with manifest=True its checksum is re-recorded, so that the check under
-    test is the only one to fail."""
+def edit_config(repo, model, old, new, *, manifest=True, card=None):
+    """Edit a config; with manifest=True its checksum is re-recorded in the manifest, and (unless
+    card=False) in the model card, so that the check under test is the only one to fail."""
     from slamctl.checksum import sha256_of
 
     path = repo / model / "config.pbtxt"
@@ -38,13 +38,22 @@ def edit_config(repo, model, old, new, *, manifest=True):
     if manifest:
         data = json.loads((repo / "manifest.json").read_text())
         data["files"][f"{model}/config.pbtxt"] = sha256_of(path)
+    if manifest and card is not False:
+        served = repo / contract.MODEL_CARD / "1" / "card.json"
+        facts = json.loads(served.read_text())
+        facts["config_sha256"][model] = sha256_of(path)
+        served.write_text(json.dumps(facts))
+        data["files"][str(served.relative_to(repo))] = sha256_of(served)
+    if manifest:
         (repo / "manifest.json").write_text(json.dumps(data))
 
 
 def test_a_config_changed_behind_the_manifest_is_caught(repo):
     edit_config(repo, contract.AGGREGATOR, 'string_value: "20000"', 'string_value: "25000"', manifest=False)
+    config = repo / contract.AGGREGATOR / "config.pbtxt"
     assert failures(repo) == [
-        f"checksum {contract.AGGREGATOR}/config.pbtxt: {repo / contract.AGGREGATOR / 'config.pbtxt'}: sha256 differs from manifest"
+        f"checksum {contract.AGGREGATOR}/config.pbtxt: {config}: sha256 differs from manifest",
+        f"card's sha256 of {contract.AGGREGATOR}/config.pbtxt matches: {config} differs",
     ]
 
 
@@ -156,3 +165,48 @@ def test_tensorrt_engine_cache_is_keyed_by_the_model_file(tiny_models, tmp_path)
     second = cache_paths(tmp_path / "a")
     assert second[contract.AGGREGATOR] != first[contract.AGGREGATOR]
     assert second[contract.ENCODER] == first[contract.ENCODER]  # the encoder did not change
+
+
+def test_weights_moved_to_an_external_data_file_are_hashed_or_refused(repo):
+    """The manifest hashes every file of a version folder: weights moved out of model.onnx
+    into an external-data file beside it cannot be changed behind validate (or added unlisted)."""
+    from onnx.external_data_helper import convert_model_to_external_data
+
+    manifest = json.loads((repo / "manifest.json").read_text())
+    listed = set(manifest["files"])
+    for model in (contract.ENCODER, contract.AGGREGATOR, contract.MODEL_CARD, contract.FILE_ENCODER):
+        assert {str(p.relative_to(repo)) for p in (repo / model / "1").iterdir()} <= listed
+    path = repo / contract.AGGREGATOR / "1" / "model.onnx"
+    model = onnx.load(path)
+    convert_model_to_external_data(model, location="weights.bin", size_threshold=0)
+    onnx.save(model, path)  # model.onnx re-sealed in the manifest, its weights now in weights.bin
+    from slamctl.checksum import sha256_of
+
+    manifest["files"][f"{contract.AGGREGATOR}/1/model.onnx"] = sha256_of(path)
+    (repo / "manifest.json").write_text(json.dumps(manifest))
+    assert any("manifest lists every model file: mil_aggregator/1/weights.bin" in f for f in failures(repo))
+    manifest["files"][f"{contract.AGGREGATOR}/1/weights.bin"] = sha256_of(path.parent / "weights.bin")
+    (repo / "manifest.json").write_text(json.dumps(manifest))
+    weights = path.parent / "weights.bin"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1  # one weight changed
+    weights.write_bytes(bytes(data))
+    assert any("checksum mil_aggregator/1/weights.bin" in f for f in failures(repo))
+
+
+def test_the_model_id_covers_the_threshold_and_every_config(repo):
+    """A repository resealed with threshold 0.99 and another max_batch_size has another model
+    id (so --expect-model refuses it), and a config changed behind the card fails validate
+    even with the manifest resealed."""
+    from slamctl.card import model_id
+
+    card_path = repo / contract.MODEL_CARD / "1" / "card.json"
+    card = json.loads(card_path.read_text())
+    assert set(card["config_sha256"]) == {*contract.ONNX_MODELS, contract.MODEL_CARD, contract.FILE_ENCODER}
+    assert model_id({**card, "threshold": 0.99}) != model_id(card)
+    for name in card["config_sha256"]:
+        assert model_id({**card, "config_sha256": {**card["config_sha256"], name: "0" * 64}}) != model_id(
+            card
+        )
+    edit_config(repo, contract.ENCODER, "max_batch_size: 256", "max_batch_size: 100000", card=False)
+    assert any(f"card's sha256 of {contract.ENCODER}/config.pbtxt matches" in f for f in failures(repo))
