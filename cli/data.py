@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from slamctl.cli.console import err, progress_bar
+from slamctl.cli.options import Seed
 from slamctl.training.bag_generation import BagSpec  # numpy and Pillow only: no torch
 from slamctl.training.synthetic import SynthConfig
 
@@ -42,7 +43,7 @@ def synth(
     test_fraction: Annotated[
         float, typer.Option(help="Fraction of bags held out (split.csv).")
     ] = _SYNTH.test_fraction,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = _SYNTH.seed,
+    seed: Seed = _SYNTH.seed,
     force: Annotated[bool, typer.Option("--force", help="Overwrite a different data set in OUT.")] = False,
 ) -> None:
     """Generate synthetic stained-smear bags: OUT/<bag>/*.png, labels.csv, split.csv, cells.csv."""
@@ -83,7 +84,7 @@ def make_bags(
     test_fraction: Annotated[
         float, typer.Option(help="Fraction of bags held out (split.csv).")
     ] = _SPEC.test_fraction,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = _SPEC.seed,
+    seed: Seed = _SPEC.seed,
     force: Annotated[bool, typer.Option("--force", help="Overwrite bags already in OUT.")] = False,
 ) -> None:
     """Make bags from a class-folder data set (e.g. Bone Marrow Cytomorphology), linking cells."""

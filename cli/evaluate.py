@@ -10,6 +10,7 @@ import typer
 from slamctl.cli.choices import Split
 from slamctl.cli.console import out as stdout
 from slamctl.cli.console import warn_if_degenerate
+from slamctl.cli.options import probability
 
 
 def evaluate(
@@ -19,12 +20,13 @@ def evaluate(
     out: Annotated[Path | None, typer.Option(help="Output folder (default: RUN/eval).")] = None,
     split: Annotated[Split, typer.Option(help="Bags to evaluate (split.csv): test, train or all.")] = "test",
     top_k: Annotated[
-        int | None, typer.Option(help="K cells for retrieval (default: 0.4 x bag size).")
+        int | None, typer.Option(min=1, help="K cells for retrieval (default: 0.4 x bag size).")
     ] = None,
     threshold: Annotated[
         float | None,
         typer.Option(
-            help="Decision threshold on P(abnormal) (default: the one train mil chose on validation)."
+            callback=probability,
+            help="Decision threshold on P(abnormal) (default: the one train mil chose on validation).",
         ),
     ] = None,
 ) -> None:

@@ -52,7 +52,8 @@ def wr_sweep(
     seeds: Annotated[
         int | None,
         typer.Option(
-            help=f"Seeds per (method, witness rate) (default: the preset's, {len(PRESETS['cpu'].seeds)})."
+            min=1,
+            help=f"Seeds per (method, witness rate) (default: the preset's, {len(PRESETS['cpu'].seeds)}).",
         ),
     ] = None,
     cells: Annotated[

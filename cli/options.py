@@ -1,4 +1,4 @@
-"""Options shared by the commands that talk to a server, defined once."""
+"""Options and range checks shared by several commands, defined once."""
 
 from __future__ import annotations
 
@@ -12,9 +12,26 @@ Url = Annotated[
 
 
 def _positive_seconds(value: float) -> float:
-    if value <= 0:
+    if not value > 0 or value == float("inf"):  # NaN fails every comparison
         raise typer.BadParameter(f"expected seconds > 0, got {value:g}")
     return value
+
+
+def positive(value: float | None) -> float | None:
+    """A callback for a float that must be finite and > 0 (a learning rate)."""
+    if value is not None and not 0 < value < float("inf"):
+        raise typer.BadParameter(f"expected a number > 0, got {value:g}")
+    return value
+
+
+def probability(value: float | None) -> float | None:
+    """A callback for a float in [0, 1] (a threshold); NaN refused."""
+    if value is not None and not 0 <= value <= 1:
+        raise typer.BadParameter(f"expected 0 <= value <= 1, got {value:g}")
+    return value
+
+
+Seed = Annotated[int, typer.Option(min=0, help="Random seed (>= 0).")]
 
 
 Timeout = Annotated[

@@ -19,16 +19,16 @@ def serve(
         str, typer.Option(help="Address to listen on (0.0.0.0 for every interface).")
     ] = ServerSettings.host,
     grpc_port: Annotated[
-        int, typer.Option(help="gRPC port (the client's --url).")
+        int, typer.Option(min=1, max=65535, help="gRPC port (the client's --url).")
     ] = ServerSettings.grpc_port,
     http_port: Annotated[
-        int, typer.Option(help="HTTP port (health: /v2/health/ready).")
+        int, typer.Option(min=1, max=65535, help="HTTP port (health: /v2/health/ready).")
     ] = ServerSettings.http_port,
     metrics_port: Annotated[
-        int, typer.Option(help="Prometheus metrics port (/metrics).")
+        int, typer.Option(min=1, max=65535, help="Prometheus metrics port (/metrics).")
     ] = ServerSettings.metrics_port,
     threads: Annotated[
-        int, typer.Option(help="ONNX Runtime threads per model (0: automatic).")
+        int, typer.Option(min=0, help="ONNX Runtime threads per model (0: automatic).")
     ] = ServerSettings.threads,
     log_file: Annotated[
         Path | None, typer.Option(help="tritonserver's log (default: in the temp folder).")

@@ -11,6 +11,7 @@ import typer
 
 from slamctl.cli.choices import Aggregator, Features, InstanceLoss, Method, PretrainPreset
 from slamctl.cli.console import err, progress_bar, warn_if_degenerate
+from slamctl.cli.options import Seed, positive
 from slamctl.training.embed_config import EmbedConfig
 from slamctl.training.mil_config import MilConfig
 from slamctl.training.pretrain_config import PRESETS, PretrainConfig
@@ -32,19 +33,27 @@ def pretrain(
     ] = "paper",
     epochs: Annotated[int | None, typer.Option(help="Override the preset's epochs.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Override the preset's batch size.")] = None,
-    lr: Annotated[float | None, typer.Option(help="Override the preset's learning rate.")] = None,
+    lr: Annotated[
+        float | None, typer.Option(callback=positive, help="Override the preset's learning rate.")
+    ] = None,
     image_size: Annotated[int | None, typer.Option(help="Override: decode size of cell images.")] = None,
-    crop_size: Annotated[int | None, typer.Option(help="Override: crop size (the model's input S).")] = None,
-    width: Annotated[int | None, typer.Option(help="Override: ResNet18 width (64 = standard).")] = None,
-    workers: Annotated[int | None, typer.Option(help="Override: image-decoding processes.")] = None,
+    crop_size: Annotated[
+        int | None, typer.Option(min=1, help="Override: crop size (the model's input S).")
+    ] = None,
+    width: Annotated[
+        int | None, typer.Option(min=1, help="Override: ResNet18 width (64 = standard).")
+    ] = None,
+    workers: Annotated[int | None, typer.Option(min=0, help="Override: image-decoding processes.")] = None,
     max_cells: Annotated[
         int,
         typer.Option(min=0, help="Pretrain on a seeded subset of this many training cells (0: all)."),
     ] = PretrainConfig.max_cells,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = PretrainConfig.seed,
+    seed: Seed = PretrainConfig.seed,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 (default: cuda if present).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/checkpoint.pt.")] = False,
-    max_steps: Annotated[int | None, typer.Option(help="Stop this run after N steps (resumable).")] = None,
+    max_steps: Annotated[
+        int | None, typer.Option(min=1, help="Stop this run after N steps (resumable).")
+    ] = None,
 ) -> None:
     """Pretrain a ResNet18 cell encoder with SLAM-AGS or a baseline, with exact resume.
 
@@ -91,8 +100,8 @@ def embed(
             help="h (backbone, 8*width; the better for the MIL, see README) or z (projection head)."
         ),
     ] = EmbedConfig.features,
-    batch_size: Annotated[int, typer.Option(help="Cells per forward pass.")] = EmbedConfig.batch_size,
-    workers: Annotated[int, typer.Option(help="Image-decoding processes.")] = EmbedConfig.num_workers,
+    batch_size: Annotated[int, typer.Option(min=1, help="Cells per forward pass.")] = EmbedConfig.batch_size,
+    workers: Annotated[int, typer.Option(min=0, help="Image-decoding processes.")] = EmbedConfig.num_workers,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, ... (default: cuda if present).")] = None,
 ) -> None:
     """Embed every cell of every bag, batched; bags already embedded are skipped (resumable)."""
@@ -121,9 +130,9 @@ def mil(
     aggregator: Annotated[
         Aggregator, typer.Option(help="pamil (the paper's) or abmil (gated attention).")
     ] = _MIL.aggregator,
-    epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = _MIL.epochs,
-    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = _MIL.lr,
-    n_proto: Annotated[int, typer.Option(help="PAMIL prototypes.")] = _MIL.n_proto,
+    epochs: Annotated[int, typer.Option(min=1, help="Maximum epochs.")] = _MIL.epochs,
+    lr: Annotated[float, typer.Option(callback=positive, help="Adam learning rate.")] = _MIL.lr,
+    n_proto: Annotated[int, typer.Option(min=1, help="PAMIL prototypes.")] = _MIL.n_proto,
     standardise: Annotated[
         bool,
         typer.Option(
@@ -176,7 +185,7 @@ def mil(
         float, typer.Option(help="Train bags held out for model selection.")
     ] = _MIL.val_fraction,
     patience: Annotated[
-        int, typer.Option(help="Early stopping: epochs without a better validation loss.")
+        int, typer.Option(min=1, help="Early stopping: epochs without a better validation loss.")
     ] = _MIL.patience,
     target_sensitivity: Annotated[
         float | None,
@@ -185,7 +194,7 @@ def mil(
             "(default: the threshold of best validation F1)."
         ),
     ] = _MIL.target_sensitivity,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = _MIL.seed,
+    seed: Seed = _MIL.seed,
 ) -> None:
     """Train the MIL aggregator on bag labels; the model kept has the lowest validation loss.
 
