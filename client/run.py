@@ -9,6 +9,7 @@ fails is recorded and the run goes on with the next.
 from __future__ import annotations
 
 import datetime
+import fcntl
 import hashlib
 import json
 import os
@@ -38,6 +39,7 @@ from slamctl.errors import SlamError
 from slamctl.files import write_atomic
 
 RUN_FILES = ("run_summary.json", "report.html", "metrics.prom")  # the run's own files in OUT
+LOCK_FILE = ".slamctl-infer.lock"  # held (flock) by the run writing into OUT
 
 
 @dataclass(frozen=True)
@@ -186,7 +188,7 @@ class Progress:
 
 def find_all_bags(paths: list[Path]) -> list[Path]:
     """Every bag under PATHS; two bags of one name are refused (their results would collide)."""
-    bags = [b for p in paths for b in find_bags(p)]
+    bags = [b.resolve() if b.name in ("", ".", "..") else b for p in paths for b in find_bags(p)]
     names = [b.name for b in bags]
     if len(set(names)) != len(names):
         dup = sorted({n for n in names if names.count(n) > 1})
@@ -200,6 +202,12 @@ def run(
     """Infer every bag under `paths`; returns the summary (failed bags included, never raised)."""
     progress = progress or Progress()
     bags = find_all_bags(paths)
+    out = Path(options.out).resolve()
+    for place in [*paths, *bags]:  # results written there would be read as a bag by the next run
+        if out == Path(place).resolve() or Path(place).resolve() in out.parents:
+            raise SlamError(
+                f"--out {options.out}: lies inside {place}, which holds the bags: choose a folder outside them"
+            )
     for bag in bags:  # a bag's result must never overwrite (or be taken for) the run's own files
         result = output_path(options.out, bag.name, options.format)
         if result.name in RUN_FILES:
@@ -232,11 +240,36 @@ def start_metrics_server(options: RunOptions) -> None:
         ) from None
 
 
+def lock_out(out: Path):
+    """Hold OUT's lock file for this run; SlamError if another run holds it (two runs on one
+    --out would overwrite each other's run_summary.json, report and metrics)."""
+    fd = os.open(out / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise SlamError(
+            f"--out {out}: another slamctl infer is writing there; wait for it or choose another --out"
+        ) from None
+    return fd
+
+
 def _run_bags(
     bags: list[Path], paths: list[Path], models: TritonModels, options: RunOptions, progress: Progress
 ) -> RunSummary:
     out = options.out
     out.mkdir(parents=True, exist_ok=True)
+    lock = lock_out(out)
+    try:
+        return _run_locked(bags, paths, models, options, progress)
+    finally:
+        os.close(lock)  # the lock goes with the descriptor
+
+
+def _run_locked(
+    bags: list[Path], paths: list[Path], models: TritonModels, options: RunOptions, progress: Progress
+) -> RunSummary:
+    out = options.out
     summary = RunSummary()
     provenance = {**models.provenance(), "run_id": summary.run_id}
     started = utc_now()

@@ -82,6 +82,7 @@ def test_folder_of_bags_csv_and_resume(server, tiny_bags, tmp_path):
     assert "1 bags reported; 5 bags done by an earlier run (--resume) are not shown" in page
     assert page.count("<section") == 1 and f'id="{files[1].stem}"' in page
     assert sorted(p.name for p in tmp_path.iterdir() if p.suffix != ".csv") == [
+        ".slamctl-infer.lock",  # held while a run writes here (empty)
         "metrics.prom",
         "report.html",
         "run_summary.json",
@@ -761,3 +762,31 @@ def test_rich_markup_in_names_and_paths_is_printed_as_it_is(server, tiny_bags, t
     assert r.code == 0 and "Traceback" not in r.err, r.err
     assert "[bold red]slide01" in r.err and str(tmp_path / "o[/x]") in " ".join(r.err.split())
     assert (tmp_path / "o[/x]" / "[bold red]slide01.json").is_file()
+
+
+def test_out_inside_the_bags_a_bag_given_as_dot_and_two_runs_on_one_out(
+    server, tiny_bags, tmp_path, monkeypatch
+):
+    """--out inside the folder of bags is refused (its results would be a failed bag on every
+    later run); a bag given as `.` is named after its folder; a second run on an --out that
+    another run holds is refused instead of overwriting its summary, report and metrics."""
+    from slamctl.client.run import lock_out
+
+    bags = shutil.copytree(tiny_bags, tmp_path / "bags", ignore=shutil.ignore_patterns("*.csv"))
+    for out in (bags / "results", bags / "bag_0001" / "r", bags):
+        r = run_cli("infer", bags, "--url", server.grpc_url, "--out", out)
+        assert r.code == 1 and "lies inside" in r.err and "choose a folder outside them" in r.err, r.err
+        assert not (bags / "results").exists()
+    monkeypatch.chdir(bags / "bag_0001")
+    r = run_cli("infer", ".", "--url", server.grpc_url, "--out", tmp_path / "dot")
+    assert r.code == 0, r.err
+    assert [p.name for p in (tmp_path / "dot").glob("*.json") if p.name != "run_summary.json"] == [
+        "bag_0001.json"
+    ]
+    held = lock_out(tmp_path / "dot")  # another run writing into the same --out
+    try:
+        r = run_cli("infer", bags / "bag_0002", "--url", server.grpc_url, "--out", tmp_path / "dot")
+        assert r.code == 1 and "another slamctl infer is writing there" in r.err
+    finally:
+        os.close(held)
+    assert run_cli("infer", bags / "bag_0002", "--url", server.grpc_url, "--out", tmp_path / "dot").code == 0
