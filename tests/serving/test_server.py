@@ -257,10 +257,12 @@ def test_refused_requests_free_their_memory(server, dim):
             assert "Traceback" not in e.value.message() and ".py" not in e.value.message(), e.value
 
     refuse(12)  # allocator pools and first-use buffers grow over the first ten or so
-    before = rss_mb(processes)
-    refuse(30)  # 15 oversized bags: 192 MB of payload, which the leak held twice (384 MB)
-    growth = rss_mb(processes) - before
-    assert growth < 150, f"server memory grew {growth:.0f} MB over 30 refused requests"
+    levels = [rss_mb(processes)]
+    for _ in range(3):  # 3 x 10 refusals: 15 oversized bags, 192 MB of payload the leak held twice
+        refuse(10)
+        levels.append(rss_mb(processes))
+    growth = [round(b - a) for a, b in zip(levels, levels[1:])]
+    assert sum(growth) < 150 and growth[-1] < 50, f"server memory per 10 refusals (MB): {growth}"
     assert infer(
         c, contract.AGGREGATOR, contract.EMBEDDINGS, np.zeros((3, dim), np.float32), [contract.BAG_PROBS]
     )
@@ -453,3 +455,38 @@ def test_a_poisoning_client_fails_only_its_own_requests(server, tiny_bags, tmp_p
     summary = json.loads((tmp_path / "run_summary.json").read_text())
     assert r.code == 0 and not summary["failed"] and len(summary["done"]) == 6, r.err
     assert refused and all("incomplete string data" in m or "string" in m for m in refused[:5]), refused[:3]
+
+
+def test_hostile_cell_files_leave_the_server_memory_flat(server):
+    """Soak for the encoded wire path: an elongated PNG (a 16 KB header asking for an 87 GB
+    resize) and bytes over the 32 MiB cell file limit, sent again and again, are refused per
+    cell with a reason; the server's memory levels off instead of growing per request."""
+    from slamctl.images import MAX_CELL_FILE_BYTES
+    from tests.client.test_bags import png_header
+
+    c = client(server)
+    processes = [server.process.pid, *descendants(server.process.pid)]
+    files = np.array([[png_header(1, 4_194_304)], [b"\0" * (MAX_CELL_FILE_BYTES + 1)]], dtype=np.object_)
+
+    def send(n: int) -> None:
+        for _ in range(n):
+            inp = grpcclient.InferInput(contract.CELL_FILES, [2, 1], "BYTES")
+            inp.set_data_from_numpy(files)
+            result = c.infer(
+                contract.FILE_ENCODER,
+                [inp],
+                outputs=[grpcclient.InferRequestedOutput(contract.CELL_ERRORS)],
+                client_timeout=60,
+            )
+            errors = [e[0].decode() for e in result.as_numpy(contract.CELL_ERRORS)]
+            assert "more elongated than the 4:1" in errors[0] and "exceeds the 33,554,432" in errors[1], (
+                errors
+            )
+
+    send(5)
+    levels = [rss_mb(processes)]
+    for _ in range(3):
+        send(8)  # 8 x 32 MiB of refused bytes per round
+        levels.append(rss_mb(processes))
+    growth = [round(b - a) for a, b in zip(levels, levels[1:])]
+    assert sum(growth) < 150 and growth[-1] < 50, f"server memory per 8 requests (MB): {growth}"
