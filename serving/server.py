@@ -44,6 +44,9 @@ class ServerSettings:
     threads: int = 0  # ONNX Runtime intra-op threads per model (0: ONNX Runtime decides)
     log_file: Path | None = None  # tritonserver's own log (default: a file in the temp folder)
     log_verbose: int = 0
+    # seconds Triton waits for requests in flight at SIGTERM (its default 30 s alone fills
+    # Kubernetes' default grace period, before the rest of the shutdown)
+    exit_timeout_s: int = 10
     tls_cert: Path | None = None  # gRPC over TLS with this certificate (PEM) ...
     tls_key: Path | None = None  # ... and its private key (PEM)
 
@@ -334,6 +337,7 @@ def serve(settings: ServerSettings, *, on_ready: Callable[[list[ServedModel]], N
         allow_gpu_metrics=gpu_visible(),
         log_verbose=settings.log_verbose,
         log_file=settings.triton_log(),
+        exit_timeout_secs=settings.exit_timeout_s,
         **tls,
     )
     logging.getLogger("pytriton").setLevel(logging.WARNING)  # its INFO lines repeat what we log
