@@ -22,7 +22,7 @@ def verify(
     describes; a changed, unlogged or missing result is reported, and the exit status is 1."""
     from slamctl.client.audit import verify as check
     from slamctl.client.results import FORMATS
-    from slamctl.client.run import RUN_FILES
+    from slamctl.client.settings import RUN_FILES
     from slamctl.errors import SlamError
 
     if not results.is_dir():

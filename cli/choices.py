@@ -6,7 +6,7 @@ from __future__ import annotations
 from enum import Enum
 
 from slamctl.client.results import FORMATS
-from slamctl.client.triton import WIRES
+from slamctl.client.settings import WIRES
 from slamctl.training.choices import (
     AGGREGATORS,
     FEATURES,

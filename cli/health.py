@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import tritonclient.grpc as grpcclient
 import typer
-from tritonclient.utils import InferenceServerException
 
 from slamctl import contract
 from slamctl.card import model_id
 from slamctl.cli.options import CertificateChain, PrivateKey, RootCertificates, Ssl, Timeout, Url
-from slamctl.client.triton import CONTROL_TIMEOUT, ClientSettings, channel_credentials, read_card, unreachable
+from slamctl.client.settings import CONTROL_TIMEOUT, ClientSettings
 
 
 def health(
@@ -22,6 +20,11 @@ def health(
 ) -> None:
     """Server live/ready, each served model with its version and tensors, one line each, then
     the served model id (what `infer --expect-model` pins)."""
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    from slamctl.client.triton import channel_credentials, read_card, unreachable
+
     creds = channel_credentials(root_certificates, private_key, certificate_chain) if ssl else None
     client = grpcclient.InferenceServerClient(url, creds=creds)
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import signal
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -15,9 +15,11 @@ from slamctl import contract
 from slamctl.cli.choices import Format, Wire
 from slamctl.cli.console import err, progress_bar, styled
 from slamctl.cli.options import CertificateChain, PrivateKey, RootCertificates, Ssl, Timeout, Url
-from slamctl.client.run import RUN_FILES, Progress, RunOptions, run
-from slamctl.client.triton import ClientSettings, TritonModels
+from slamctl.client.settings import RUN_FILES, ClientSettings, Progress, RunOptions
 from slamctl.errors import SlamError
+
+if TYPE_CHECKING:
+    from slamctl.client.triton import TritonModels
 
 _CLIENT, _RUN = ClientSettings(), RunOptions()  # the defaults, defined once
 
@@ -169,6 +171,8 @@ def infer(
     )
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops like Ctrl-C
     with progress_bar() as bar:
+        from slamctl.client.run import run  # gRPC and Triton's client load here, not for --help
+
         summary = run(paths, settings, options, BarProgress(bar, threshold))
 
     table = Table(

@@ -34,30 +34,17 @@ from slamctl.client.results import (
     read_written,
     render_result,
 )
-from slamctl.client.triton import CONTROL_TIMEOUT, ClientSettings, EncoderStream, TritonModels
+from slamctl.client.settings import (
+    CONTROL_TIMEOUT,
+    LOCK_FILE,
+    RUN_FILES,
+    ClientSettings,
+    Progress,
+    RunOptions,
+)
+from slamctl.client.triton import EncoderStream, TritonModels
 from slamctl.errors import SlamError
 from slamctl.files import write_atomic
-
-RUN_FILES = ("run_summary.json", "report.html", "metrics.prom")  # the run's own files in OUT
-LOCK_FILE = ".slamctl-infer.lock"  # held (flock) by the run writing into OUT
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    out: Path = Path("slamctl-results")  # one result file per bag
-    format: str = "json"  # json or csv (slamctl.client.results.FORMATS)
-    top_k: int = 400  # most abnormal cells reported per bag
-    threshold: float | None = None  # None: the served threshold (the model card's)
-    report: bool = False  # OUT/report.html
-    report_cells: int = 48  # thumbnails per bag in the report
-    truth: Path | None = None  # cells.csv for the report (None: one beside the bags, if any)
-    resume: bool = False  # skip bags whose result file exists
-    metrics_port: int | None = None  # serve client metrics during the run
-    metrics_host: str = "127.0.0.1"  # its address (0.0.0.0: every interface)
-    pushgateway: str | None = None  # push client metrics there at the end
-    audit_log: Path | None = None  # append one line per bag (client/audit.py)
-    expect_model: str | None = None  # refuse to run unless the server serves this model id (or prefix)
-    model_version: int | None = None  # ... or this model version
 
 
 def new_run_id() -> str:
@@ -172,18 +159,6 @@ def stacked(batch: list) -> np.ndarray:
     files = np.empty((len(batch), 1), dtype=np.object_)
     files[:, 0] = batch
     return files
-
-
-class Progress:
-    """What a run tells its caller as it goes; the default says nothing."""
-
-    def start(self, models: TritonModels, bags: int) -> None: ...
-
-    def bag(self, name: str) -> Callable[[int, int], None]:
-        """A bag starts; returns the callback for its cells done (n, total)."""
-        return lambda n, total: None
-
-    def bag_done(self, name: str, failed: int) -> None: ...
 
 
 def find_all_bags(paths: list[Path]) -> list[Path]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -25,37 +24,15 @@ from slamctl import contract, shm_token
 from slamctl.card import client_version, model_id, parse_card
 from slamctl.client import metrics, wire
 from slamctl.client.results import BagFailure
+from slamctl.client.settings import CONTROL_TIMEOUT, ClientSettings
 from slamctl.client.shm import SharedRegions, remove_stale
 from slamctl.errors import SlamError
 
-CONTROL_TIMEOUT = 10.0  # seconds for health and model-configuration calls
-WIRES = ("pixels", "encoded")  # how cells travel: decoded uint8 pixels, or the files' own bytes
 RETRYABLE = {  # a model checked ready at the start and NOT_FOUND later is being reloaded
     "StatusCode.UNAVAILABLE": "unavailable",
     "StatusCode.DEADLINE_EXCEEDED": "timeout",
     "StatusCode.NOT_FOUND": "model_unavailable",
 }
-
-
-@dataclass(frozen=True)
-class ClientSettings:
-    url: str = "localhost:8001"
-    batch_size: int = 64
-    concurrency: int = 4  # encoder requests in flight
-    decode_threads: int = 4
-    timeout: float = 60.0  # seconds per request
-    retries: int = 3
-    backoff: float = 0.5  # seconds before the first retry, doubled each time
-    ssl: bool = False
-    root_certificates: str | None = None
-    private_key: str | None = None
-    certificate_chain: str | None = None
-    encoder_model: str = contract.ENCODER
-    aggregator_model: str = contract.AGGREGATOR
-    # encoded: the files' own bytes, decoded by the server (slam_encoder_files); pixels:
-    # decoded here, sent as uint8 S x S x 3. benchmarks/wire_paths.py chose the default.
-    wire: str = "encoded"
-    shm: bool = False  # pixels and embeddings through system shared memory (client/shm.py)
 
 
 def failure_kind(status: str) -> str:

@@ -46,3 +46,17 @@ def test_no_module_imports_the_old_top_level_names():
                 f"{path.relative_to(ROOT)}:{node.lineno} {m}" for m in mods if m.split(".")[0] in FOLDERS
             ]
     assert not offenders, offenders
+
+
+def test_help_loads_neither_grpc_nor_torch():
+    """`slamctl --help` (and every command's parse) starts without gRPC, Triton's client,
+    torch or ONNX Runtime: their imports wait for the commands that use them."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom slamctl.cli.main import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('grpc', 'tritonclient', 'torch', 'onnxruntime') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]", out

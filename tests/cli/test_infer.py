@@ -18,7 +18,8 @@ import tritonclient.grpc as grpcclient
 from slamctl import contract, shm_token
 from slamctl.client.results import BagFailure, read_written
 from slamctl.client.run import infer_bag
-from slamctl.client.triton import ClientSettings, TritonModels
+from slamctl.client.settings import ClientSettings
+from slamctl.client.triton import TritonModels
 from slamctl.images import prepare_cell
 from slamctl.serving.launcher import start_server, stop_server
 from slamctl.training.embed import load_embedded

@@ -14,8 +14,9 @@ import tritonclient.grpc as grpcclient
 from slamctl import contract, shm_token
 from slamctl.client.results import BagFailure
 from slamctl.client.run import infer_bag
+from slamctl.client.settings import ClientSettings
 from slamctl.client.shm import PREFIX
-from slamctl.client.triton import ClientSettings, TritonModels
+from slamctl.client.triton import TritonModels
 from slamctl.serving.launcher import start_server, stop_server
 from tests.conftest import run_cli
 

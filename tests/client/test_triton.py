@@ -5,7 +5,8 @@ import tritonclient.grpc as grpcclient
 from tritonclient.grpc import service_pb2
 
 from slamctl import contract
-from slamctl.client.triton import ClientSettings, failure_kind, read_card, retry_delay
+from slamctl.client.settings import ClientSettings
+from slamctl.client.triton import failure_kind, read_card, retry_delay
 from slamctl.errors import SlamError
 
 
