@@ -87,7 +87,7 @@ def check_runtime(tmp: Path, pair, available: list[str], rehearse: bool) -> bool
     import onnxruntime as ort
 
     from slamctl import contract
-    from slamctl.export.validate import same_top_cells
+    from slamctl.export.runs import same_top_cells
 
     rng = np.random.default_rng(0)
     images = {b: rng.integers(0, 256, (b, pair.size, pair.size, 3), dtype=np.uint8) for b in (64, 256)}

@@ -63,3 +63,10 @@ def newest_card_path(repository: Path) -> Path:
     from slamctl.export.repository import existing_versions
 
     return card_path(repository, existing_versions(Path(repository) / contract.MODEL_CARD)[-1])
+
+
+def newest_card(repository: Path) -> dict:
+    """The served card: card.json of the newest version (export validate has checked it)."""
+    import json
+
+    return json.loads(newest_card_path(repository).read_text())

@@ -15,8 +15,8 @@ ENCODER_KIND = "slamctl-encoder"
 MIL_KIND = "slamctl-mil"
 # what every reader of a checkpoint of each kind relies on, checked at load
 REQUIRED_KEYS = {
-    ENCODER_KIND: ("model", "config", "encoder_config", "step"),
-    MIL_KIND: ("model", "config", "in_dim", "embedding", "threshold", "threshold_rule", "health"),
+    ENCODER_KIND: ("model", "config", "encoder_config"),
+    MIL_KIND: ("model", "config", "in_dim", "embedding"),  # a threshold has its default (stored_threshold)
 }
 
 

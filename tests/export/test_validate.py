@@ -5,7 +5,8 @@ import onnx
 import pytest
 
 from slamctl import contract
-from slamctl.export.validate import same_top_cells, validate_repository
+from slamctl.export.runs import same_top_cells
+from slamctl.export.validate import validate_repository
 
 
 @pytest.fixture

@@ -109,7 +109,7 @@ def test_checkpoint_of_wrong_kind(tmp_path):
     with pytest.raises(SlamError, match="expected a slamctl-mil checkpoint, found slamctl-encoder"):
         load_mil(tmp_path / "enc.pt")
     with pytest.raises(
-        SlamError, match="enc.pt: a slamctl-encoder checkpoint without config, encoder_config, step"
+        SlamError, match="enc.pt: a slamctl-encoder checkpoint without config, encoder_config"
     ):
         load_checkpoint(tmp_path / "enc.pt", ENCODER_KIND)  # the right kind and nothing else
 
