@@ -60,8 +60,9 @@ def test_validate_fails_with_one_line_per_failure(tiny_repository, tmp_path):
     r = run_cli("export", "validate", repo)
     assert r.code == 1
     fails = [line for line in r.err.splitlines() if line.startswith("FAIL")]
-    assert len(fails) == 2 and "mil_aggregator: config.pbtxt parses" in fails[0]
+    assert len(fails) == 3 and "mil_aggregator: config.pbtxt parses" in fails[0]
     assert "checksum mil_aggregator/config.pbtxt" in fails[1]  # the manifest covers the configs too
+    assert "card's sha256 of mil_aggregator/config.pbtxt matches" in fails[2]  # and the model id
 
 
 def test_export_needs_both_checkpoints(tmp_path):
