@@ -494,7 +494,8 @@ def test_ctrl_c_and_sigterm_keep_the_bags_done_and_say_how_to_resume(server, tin
     for sig, shm in ((signal.SIGINT, []), (signal.SIGTERM, []), (signal.SIGINT, ["--shm"])):
         out = tmp_path / f"out-{sig.name}{''.join(shm)}"
         proc = subprocess.Popen(
-            [exe, "infer", str(bags), "--url", server.grpc_url, "--out", str(out), *shm],
+            # one cell per request: the run lasts seconds, so the signal comes in the middle of it
+            [exe, "infer", str(bags), "--url", server.grpc_url, "--out", str(out), "--batch-size", "1", *shm],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
