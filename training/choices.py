@@ -11,3 +11,6 @@ AGGREGATORS = ("pamil", "abmil", "maxmil")
 INSTANCE_LOSSES = ("none", "reference", "negatives")  # training/instance_loss.py
 FEATURES = ("h", "z")  # backbone h or projection head z
 SWEEP_PRESETS = ("cpu", "smoke", "paper")
+# foundation encoders `train embed --encoder NAME --weights FILE` loads (training/foundation.py)
+FOUNDATION_ENCODERS = ("dinobloom-s", "dinobloom-b", "dinobloom-l", "dinobloom-g")
+FOUNDATION_FEATURES = ("cls",)  # their features: the class token after the final norm
