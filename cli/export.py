@@ -14,6 +14,7 @@ from rich.text import Text
 from slamctl import contract
 from slamctl.cli.console import err, styled
 from slamctl.cli.console import out as stdout
+from slamctl.cli.options import WeightsOption
 from slamctl.errors import SlamError
 from slamctl.export.repository import RepositorySettings  # no onnx: the defaults of export
 
@@ -26,8 +27,12 @@ app = typer.Typer(
 @app.callback()
 def export(
     ctx: typer.Context,
-    encoder: Annotated[Path | None, typer.Option(help="Pretraining checkpoint (RUN/checkpoint.pt).")] = None,
+    encoder: Annotated[
+        str | None,
+        typer.Option(help="Pretraining checkpoint (RUN/checkpoint.pt), or dinobloom-s/b/l/g with --weights."),
+    ] = None,
     aggregator: Annotated[Path | None, typer.Option(help="MIL checkpoint (RUN/mil.pt).")] = None,
+    weights: WeightsOption = None,
     repository: Annotated[Path, typer.Option(help="Model repository to write.")] = Path("model_repository"),
     version: Annotated[int | None, typer.Option(help="Version to write (default: the next one).")] = None,
     max_bag_cells: Annotated[
@@ -80,7 +85,9 @@ def export(
 
     with tempfile.TemporaryDirectory() as tmp:
         with err.status("exporting to ONNX"):
-            pair = export_pair(encoder, aggregator, Path(tmp), allow_degenerate=allow_degenerate)
+            pair = export_pair(
+                encoder, aggregator, Path(tmp), weights=weights, allow_degenerate=allow_degenerate
+            )
         if int8:
             from slamctl.export.quantize import quantized_pair
 
@@ -95,7 +102,8 @@ def export(
             max_bag_cells=max_bag_cells, trt_cache_dir=trt_cache, device="cpu" if int8 else "gpu"
         )
         sources = {  # the checkpoints' sha256, as export_pair hashed them
-            "encoder_checkpoint": str(encoder),
+            "encoder_checkpoint": str(weights or encoder),
+            "encoder": pair.training["pretraining"]["encoder"],
             "encoder_sha256": pair.training["pretraining"]["checkpoint_sha256"],
             "aggregator_checkpoint": str(aggregator),
             "aggregator_sha256": pair.training["aggregator"]["checkpoint_sha256"],
@@ -126,9 +134,13 @@ def export(
 def validate(
     repository: Annotated[Path, typer.Argument(help="Model repository to check.")],
     encoder: Annotated[
-        Path | None, typer.Option(help="With --aggregator: check parity with PyTorch.")
+        str | None,
+        typer.Option(
+            help="With --aggregator: check parity with PyTorch (a checkpoint, or dinobloom-* with --weights)."
+        ),
     ] = None,
     aggregator: Annotated[Path | None, typer.Option(help="MIL checkpoint for the parity check.")] = None,
+    weights: WeightsOption = None,
     bags: Annotated[
         Path | None,
         typer.Option(
@@ -140,7 +152,7 @@ def validate(
     """Check a repository: configs parse and match the ONNX graphs, checksums, ONNX Runtime runs, parity."""
     from slamctl.export.validate import validate_repository
 
-    checks = validate_repository(repository, encoder, aggregator, bags=bags)
+    checks = validate_repository(repository, encoder, aggregator, weights=weights, bags=bags)
     table = Table(title=f"validation of {repository}")
     for col in ("model", "check", "result", "detail"):
         table.add_column(col)

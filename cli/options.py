@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -41,3 +42,18 @@ Ssl = Annotated[bool, typer.Option("--ssl", help="Use TLS for gRPC.")]
 RootCertificates = Annotated[str | None, typer.Option(help="With --ssl: CA certificates (PEM) to trust.")]
 PrivateKey = Annotated[str | None, typer.Option(help="With --ssl: client private key (PEM), for mutual TLS.")]
 CertificateChain = Annotated[str | None, typer.Option(help="With --ssl: client certificate chain (PEM).")]
+
+# The encoder of `train embed`, `export` and `export validate`: a checkpoint path, or the name
+# of a foundation encoder (training/foundation.py) whose weights file --weights names.
+EncoderOption = Annotated[
+    str,
+    typer.Option(
+        "--encoder",
+        help="Pretraining checkpoint (RUN/checkpoint.pt), or a foundation encoder: dinobloom-s, "
+        "dinobloom-b, dinobloom-l or dinobloom-g with --weights.",
+    ),
+]
+WeightsOption = Annotated[
+    Path | None,
+    typer.Option(help="With --encoder dinobloom-*: the weights file (DinoBloom-S.pth ...), from disk."),
+]

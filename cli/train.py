@@ -11,7 +11,7 @@ import typer
 
 from slamctl.cli.choices import Aggregator, Features, InstanceLoss, Method, PretrainPreset
 from slamctl.cli.console import err, progress_bar, warn_if_degenerate
-from slamctl.cli.options import Seed, positive
+from slamctl.cli.options import EncoderOption, Seed, WeightsOption, positive
 from slamctl.training.embed_config import EmbedConfig
 from slamctl.training.mil_config import MilConfig
 from slamctl.training.pretrain_config import PRESETS, PretrainConfig
@@ -91,9 +91,18 @@ def pretrain(
 
 @app.command()
 def embed(
-    encoder: Annotated[Path, typer.Option(help="Pretraining checkpoint (RUN/checkpoint.pt).")],
+    encoder: EncoderOption,
     bags: Annotated[Path, typer.Option(help="Bag folder with labels.csv.")],
     out: Annotated[Path, typer.Option(help="Embedding folder: one <bag_id>.npz per bag.")],
+    weights: WeightsOption = None,
+    interpolate_pos_embed: Annotated[
+        bool,
+        typer.Option(
+            "--interpolate-pos-embed",
+            help="A foundation encoder's weights made at another size (stock DINOv2: 518 px): resize "
+            "their position embedding to 224 px. DinoBloom's own weights need no resizing.",
+        ),
+    ] = False,
     features: Annotated[
         Features,
         typer.Option(
@@ -104,7 +113,11 @@ def embed(
     workers: Annotated[int, typer.Option(min=0, help="Image-decoding processes.")] = EmbedConfig.num_workers,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, ... (default: cuda if present).")] = None,
 ) -> None:
-    """Embed every cell of every bag, batched; bags already embedded are skipped (resumable)."""
+    """Embed every cell of every bag, batched; bags already embedded are skipped (resumable).
+
+    The encoder is a slamctl pretraining checkpoint, or a frozen foundation encoder:
+    --encoder dinobloom-s --weights DinoBloom-S.pth (DinoBloom's own file, read from disk).
+    """
     from slamctl.training.embed import embed_bags
 
     with progress_bar() as bar:
@@ -113,6 +126,8 @@ def embed(
             encoder,
             bags,
             out,
+            weights=weights,
+            interpolate=interpolate_pos_embed,
             features=features.value,
             batch_size=batch_size,
             num_workers=workers,
@@ -128,7 +143,11 @@ def mil(
     labels: Annotated[Path, typer.Option(help="BAGS/labels.csv (split.csv beside it selects train bags).")],
     out: Annotated[Path, typer.Option(help="Run folder: mil.pt, mil_history.csv.")],
     aggregator: Annotated[
-        Aggregator, typer.Option(help="pamil (the paper's) or abmil (gated attention).")
+        Aggregator,
+        typer.Option(
+            help="maxmil (a linear cell scorer, max pooling: the default), pamil (the paper's) or "
+            "abmil (gated attention)."
+        ),
     ] = _MIL.aggregator,
     epochs: Annotated[int, typer.Option(min=1, help="Maximum epochs.")] = _MIL.epochs,
     lr: Annotated[float, typer.Option(callback=positive, help="Adam learning rate.")] = _MIL.lr,
@@ -152,7 +171,8 @@ def mil(
         bool, typer.Option(help="PAMIL's prototype prediction with its ER loss (PAMIL.py's --proto_pred).")
     ] = _MIL.proto_pred,
     restarts: Annotated[
-        int, typer.Option(help="Models trained from different seeds; the lowest validation loss is kept.")
+        int,
+        typer.Option(help="Models trained from different seeds; the lowest validation loss is kept."),
     ] = _MIL.restarts,
     subsample: Annotated[
         float,

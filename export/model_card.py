@@ -183,9 +183,13 @@ def render_markdown(card: dict) -> str:
         "\n## Pretraining (encoder)\n\n",
         _table(
             [
+                ("encoder", pre.get("encoder", "slamctl")),
                 ("method", pre.get("method")),
                 ("steps", pre.get("step")),
-                ("checkpoint sha256", f"`{pre.get('checkpoint_sha256')}`"),
+                (
+                    "weights sha256" if pre.get("encoder", "slamctl") != "slamctl" else "checkpoint sha256",
+                    f"`{pre.get('checkpoint_sha256')}`",
+                ),
                 ("configuration", f"`{json.dumps(pre.get('config'), sort_keys=True)}`"),
             ]
         ),

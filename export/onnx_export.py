@@ -6,7 +6,10 @@
 - mil_aggregator: EMBEDDINGS float32 (N, D), one bag -> BAG_PROBS (2,), ATTENTION (N,),
   the aggregator's attention over the cells (higher = more abnormal).
 
-Each graph's metadata records what produced it: features (h or z), D, S, the
+The encoder is slamctl's pretrained ResNet18 or a foundation encoder (DinoBloom's ViT), one
+contract for both: only D (and S) differ, and both are read from the graph.
+
+Each graph's metadata records what produced it: the encoder, features (h, z or cls), D, S, the
 normalisation constants, the training configuration and the checkpoint's sha256.
 """
 
@@ -24,23 +27,22 @@ from torch import nn
 from slamctl import contract
 from slamctl.checksum import sha256_of
 from slamctl.errors import SlamError
-from slamctl.training.checkpoint import ENCODER_KIND, load_checkpoint
-from slamctl.training.encoder import MEAN, STD, Encoder, encoder_of, uint8_to_input
+from slamctl.training.encoder import uint8_to_input
+from slamctl.training.extractor import is_foundation, open_extractor
 from slamctl.training.mil import load_mil, stored_threshold
 
 OPSET = 17
 
 
 class EncoderGraph(nn.Module):
-    """uint8 NHWC images -> h or z, the exported encoder."""
+    """uint8 NHWC images -> features, the exported encoder (`Extractor.module` after the cast)."""
 
-    def __init__(self, encoder: Encoder, features: str) -> None:
+    def __init__(self, extractor: nn.Module) -> None:
         super().__init__()
-        self.encoder, self.use_h = encoder, features == "h"
+        self.extractor = extractor
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        h, z = self.encoder(uint8_to_input(images))
-        return h if self.use_h else z
+        return self.extractor(uint8_to_input(images))
 
 
 class AggregatorGraph(nn.Module):
@@ -88,7 +90,25 @@ def _to_onnx(
             dynamo=False,
             do_constant_folding=True,
         )
-    return onnx.load(str(path))
+    model = onnx.load(str(path))
+    # the tracer declares dims it computed from shapes as unknown (the ViT's D): ONNX's shape
+    # inference proves them; only the declared outputs take its answer
+    inferred = onnx.shape_inference.infer_shapes(model).graph.output
+    for declared, proven in zip(model.graph.output, inferred, strict=True):
+        declared.type.CopyFrom(proven.type)
+    return model
+
+
+def encoder_to_onnx(extractor: nn.Module, size: int, path: Path) -> onnx.ModelProto:
+    """`Extractor.module` as the served encoder: uint8 (batch, S, S, 3) -> (batch, D), at `path`."""
+    return _to_onnx(
+        EncoderGraph(extractor),
+        torch.zeros(2, size, size, 3, dtype=torch.uint8),
+        [contract.IMAGES],
+        [contract.EMBEDDINGS],
+        {contract.IMAGES: {0: "batch"}, contract.EMBEDDINGS: {0: "batch"}},
+        path,
+    )
 
 
 def _set_metadata(model: onnx.ModelProto, meta: dict) -> None:
@@ -99,15 +119,33 @@ def _set_metadata(model: onnx.ModelProto, meta: dict) -> None:
 
 
 def export_pair(
-    encoder_ckpt: Path, aggregator_ckpt: Path, workdir: Path, *, allow_degenerate: bool = False
+    encoder: str | Path,
+    aggregator_ckpt: Path,
+    workdir: Path,
+    *,
+    weights: Path | None = None,
+    allow_degenerate: bool = False,
 ) -> ExportedPair:
-    """Both models as checked ONNX protos (files under `workdir` are scratch).
+    """Both models as checked ONNX protos (files under `workdir` are scratch). `encoder`: a
+    pretraining checkpoint, or a foundation encoder's name with its `weights` file.
 
     A MIL checkpoint flagged degenerate (uniform attention or constant outputs) is refused
     unless `allow_degenerate`."""
-    enc_ckpt = load_checkpoint(encoder_ckpt, ENCODER_KIND)  # once: the weights, step and data folder
-    encoder, cfg = encoder_of(enc_ckpt), enc_ckpt["config"]
     aggregator, mil_ckpt = load_mil(aggregator_ckpt)
+    emb_meta = mil_ckpt["embedding"]
+    trained_on = emb_meta.get("encoder_name", "slamctl")
+    given = str(encoder) if is_foundation(encoder) else "slamctl"
+    if trained_on != given:
+        hint = "a pretraining checkpoint" if trained_on == "slamctl" else f"{trained_on} --weights FILE"
+        raise SlamError(
+            f"{aggregator_ckpt}: was trained on embeddings of {trained_on}, not {given}: pass --encoder {hint}"
+        )
+    ex = open_extractor(  # resized position embeddings only if the embeddings were made so
+        encoder,
+        weights=weights,
+        features=emb_meta["features"],
+        interpolate=emb_meta.get("interpolated", False),
+    )
     health = mil_ckpt.get("health", {})
     if health.get("degenerate") and not allow_degenerate:
         raise SlamError(
@@ -115,26 +153,15 @@ def export_pair(
             "retrain it, or pass --allow-degenerate to export it anyway"
         )
     threshold, threshold_rule = stored_threshold(mil_ckpt)
-    emb_meta = mil_ckpt["embedding"]
-    features, dim, size = emb_meta["features"], int(mil_ckpt["in_dim"]), int(cfg["crop_size"])
-    made_dim = encoder.config.feature_dim if features == "h" else encoder.config.proj_dim
-    if made_dim != dim:
-        raise SlamError(f"{aggregator_ckpt}: expects D={dim} but the encoder's {features} has D={made_dim}")
+    features, dim, size = ex.features, int(mil_ckpt["in_dim"]), ex.crop_size
+    if ex.dim != dim:
+        raise SlamError(f"{aggregator_ckpt}: expects D={dim} but the encoder's {features} has D={ex.dim}")
     workdir.mkdir(parents=True, exist_ok=True)
-    enc_sha, agg_sha = sha256_of(encoder_ckpt), sha256_of(aggregator_ckpt)
+    enc_sha, agg_sha = ex.sha256, sha256_of(aggregator_ckpt)
     if emb_meta.get("encoder_sha256") not in (None, enc_sha):
-        raise SlamError(
-            f"{aggregator_ckpt}: was trained on embeddings of another encoder than {encoder_ckpt}"
-        )
+        raise SlamError(f"{aggregator_ckpt}: was trained on embeddings of another encoder than {ex.path}")
 
-    enc = _to_onnx(
-        EncoderGraph(encoder, features),
-        torch.zeros(2, size, size, 3, dtype=torch.uint8),
-        [contract.IMAGES],
-        [contract.EMBEDDINGS],
-        {contract.IMAGES: {0: "batch"}, contract.EMBEDDINGS: {0: "batch"}},
-        workdir / "encoder.onnx",
-    )
+    enc = encoder_to_onnx(ex.module, size, workdir / "encoder.onnx")
     agg = _to_onnx(
         AggregatorGraph(aggregator),
         torch.randn(3, dim),
@@ -149,11 +176,12 @@ def export_pair(
         {
             **common,
             "slamctl_model": contract.ENCODER,
+            "slamctl_encoder": ex.encoder,
             "slamctl_input_size": size,
-            "slamctl_image_size": cfg["image_size"],
-            "slamctl_mean": list(MEAN),
-            "slamctl_std": list(STD),
-            "slamctl_training_config": cfg,
+            "slamctl_image_size": ex.image_size,
+            "slamctl_mean": list(ex.mean),
+            "slamctl_std": list(ex.std),
+            "slamctl_training_config": ex.pretraining["config"],
             "slamctl_checkpoint_sha256": enc_sha,
         },
     )
@@ -171,13 +199,7 @@ def export_pair(
     for model in (enc, agg):
         onnx.checker.check_model(model)
     training = {
-        "pretraining": {
-            "method": cfg["method"],
-            "step": enc_ckpt.get("step"),
-            "epoch": enc_ckpt.get("epoch"),
-            "config": cfg,
-            "checkpoint_sha256": enc_sha,
-        },
+        "pretraining": {"encoder": ex.encoder, **ex.pretraining},
         "aggregator": {
             "name": mil_ckpt["config"]["aggregator"],
             "config": mil_ckpt["config"],
@@ -192,7 +214,7 @@ def export_pair(
         enc,
         agg,
         size,
-        int(cfg["image_size"]),
+        ex.image_size,
         dim,
         features,
         mil_ckpt["config"]["aggregator"],
@@ -200,5 +222,5 @@ def export_pair(
         threshold_rule,
         health,
         training,
-        Path(enc_ckpt["bags"]) if enc_ckpt.get("bags") else None,
+        ex.data_dir,
     )

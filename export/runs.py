@@ -57,22 +57,30 @@ def run_samples(
 
 
 def check_parity(
-    checks: Checks, encoder_onnx: Path, aggregator_onnx: Path, encoder_ckpt: Path, aggregator_ckpt: Path
+    checks: Checks,
+    encoder_onnx: Path,
+    aggregator_onnx: Path,
+    encoder_ckpt: str | Path,
+    aggregator_ckpt: Path,
+    weights: Path | None = None,
 ) -> None:
-    """ONNX Runtime vs PyTorch on the same inputs, from the training checkpoints."""
+    """ONNX Runtime vs PyTorch on the same inputs, from the training checkpoints (or the
+    foundation encoder's weights)."""
     import torch
 
     from slamctl.export.onnx_export import AggregatorGraph, EncoderGraph
-    from slamctl.training.encoder import load_encoder
+    from slamctl.training.extractor import open_extractor
     from slamctl.training.mil import load_mil
 
-    encoder, cfg = load_encoder(encoder_ckpt)
     aggregator, ckpt = load_mil(aggregator_ckpt)
-    size, features = int(cfg["crop_size"]), ckpt["embedding"]["features"]
+    emb = ckpt["embedding"]
+    ex = open_extractor(
+        encoder_ckpt, weights=weights, features=emb["features"], interpolate=emb.get("interpolated", False)
+    )
     rng = np.random.default_rng(1)
-    images = rng.integers(0, 256, size=(8, size, size, 3), dtype=np.uint8)
+    images = rng.integers(0, 256, size=(8, ex.crop_size, ex.crop_size, 3), dtype=np.uint8)
     with torch.no_grad():
-        ref = EncoderGraph(encoder, features).eval()(torch.from_numpy(images)).numpy()
+        ref = EncoderGraph(ex.module).eval()(torch.from_numpy(images)).numpy()
     (got,) = _session(encoder_onnx).run([contract.EMBEDDINGS], {contract.IMAGES: images})
     diff = float(np.abs(ref - got).max())
     checks.add(
@@ -121,9 +129,10 @@ def check_int8_decisions(
     repo: Path,
     encoder_onnx: Path,
     aggregator_onnx: Path,
-    encoder_ckpt: Path,
+    encoder_ckpt: str | Path,
     aggregator_ckpt: Path,
     bags_dir: Path | None,
+    weights: Path | None = None,
 ) -> None:
     """The INT8 encoder against the FP32 one of the same checkpoints, on held-out bags."""
     import tempfile
@@ -140,7 +149,7 @@ def check_int8_decisions(
         return
     bags = load_bags(bags_dir, split="test")
     with tempfile.TemporaryDirectory() as tmp:
-        fp32 = export_pair(encoder_ckpt, aggregator_ckpt, Path(tmp), allow_degenerate=True)
+        fp32 = export_pair(encoder_ckpt, aggregator_ckpt, Path(tmp), weights=weights, allow_degenerate=True)
     from slamctl.export.card import newest_card
 
     card = newest_card(repo)

@@ -210,13 +210,15 @@ def check_manifest(checks: Checks, repo: Path) -> None:
 
 def validate_repository(
     repo: Path,
-    encoder_ckpt: Path | None = None,
+    encoder_ckpt: str | Path | None = None,
     aggregator_ckpt: Path | None = None,
     *,
+    weights: Path | None = None,
     run_models: bool = True,
     bags: Path | None = None,
 ) -> Checks:
     """Every check on `repo`; never raises for a defect of the repository, records it.
+    `encoder_ckpt` is a pretraining checkpoint or a foundation encoder's name with `weights`.
 
     run_models=False leaves out the ONNX Runtime runs on sample inputs (the structural and
     checksum checks stay): what `slamctl serve` checks at start, before loading each model once."""
@@ -249,9 +251,11 @@ def validate_repository(
             run_samples(checks, enc_path, agg_path, size, dim, max_bag)
         if encoder_ckpt and aggregator_ckpt:
             if served_precision(repo) == "int8":  # INT8 differs from PyTorch by design: compare decisions
-                check_int8_decisions(checks, repo, enc_path, agg_path, encoder_ckpt, aggregator_ckpt, bags)
+                check_int8_decisions(
+                    checks, repo, enc_path, agg_path, encoder_ckpt, aggregator_ckpt, bags, weights
+                )
             else:
-                check_parity(checks, enc_path, agg_path, encoder_ckpt, aggregator_ckpt)
+                check_parity(checks, enc_path, agg_path, encoder_ckpt, aggregator_ckpt, weights)
     return checks
 
 

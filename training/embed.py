@@ -3,8 +3,9 @@
 `EMB/<bag_id>.npz` holds `features` float32 (N, D) and `names` (the cell file names, in
 the same order), plus `skipped` (unreadable files). Files are written atomically; a bag
 already embedded by the same encoder with the same features is skipped, so an
-interrupted run resumes. `EMB/embedding.json` records the encoder (path and sha256), the
-features (h or z), D and the eval transform. Everything loads without pickle.
+interrupted run resumes. `EMB/embedding.json` records the encoder (slamctl's checkpoint or a
+foundation encoder's weights: name, path and sha256), the features (h, z or cls), D and the
+eval transform. Everything loads without pickle.
 """
 
 from __future__ import annotations
@@ -20,14 +21,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from slamctl.checksum import sha256_of
 from slamctl.errors import SlamError
 from slamctl.files import atomic_path, write_atomic
 from slamctl.images import fit_square, load_rgb
 from slamctl.training.bagset import Bag, load_bags
-from slamctl.training.choices import FEATURES
 from slamctl.training.embed_config import EmbedConfig
-from slamctl.training.encoder import center_crop, load_encoder, uint8_to_input
+from slamctl.training.encoder import center_crop, uint8_to_input
+from slamctl.training.extractor import open_extractor
 
 META_FILE = "embedding.json"
 
@@ -117,46 +117,47 @@ def read_meta(emb_dir: Path) -> dict:
 
 @torch.no_grad()
 def embed_bags(
-    encoder_path: Path,
+    encoder: str | Path,
     bags_dir: Path,
     out: Path,
     *,
+    weights: Path | None = None,
+    interpolate: bool = False,
     features: str = EmbedConfig.features,
     batch_size: int = EmbedConfig.batch_size,
     num_workers: int = EmbedConfig.num_workers,
     device: str | None = None,
     on_bag: Callable[[int, int, str], None] | None = None,
 ) -> dict:
-    """Embed all bags of `bags_dir`; returns the metadata written to EMB/embedding.json."""
-    if features not in FEATURES:
-        raise SlamError(f"--features: expected h or z, got {features!r}")
+    """Embed all bags of `bags_dir` with `encoder` (a pretraining checkpoint, or a foundation
+    encoder's name with its `weights`); returns the metadata written to EMB/embedding.json."""
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    encoder_path, out = Path(encoder_path), Path(out)
-    model, cfg = load_encoder(encoder_path, dev)
+    out = Path(out)
+    ex = open_extractor(encoder, weights=weights, features=features, device=dev, interpolate=interpolate)
     bags: list[Bag] = load_bags(bags_dir)
-    dim = model.config.feature_dim if features == "h" else model.config.proj_dim
     meta = {
-        "encoder": str(encoder_path),
-        "encoder_sha256": sha256_of(encoder_path),
-        "features": features,
-        "dim": dim,
-        "image_size": cfg["image_size"],
-        "crop_size": cfg["crop_size"],
-        "method": cfg["method"],
+        "encoder": str(ex.path),  # the checkpoint, or the foundation encoder's weights file
+        "encoder_name": ex.encoder,  # slamctl, or the foundation encoder's name
+        "encoder_sha256": ex.sha256,
+        "features": ex.features,
+        "dim": ex.dim,
+        "image_size": ex.image_size,
+        "crop_size": ex.crop_size,
+        "method": ex.pretraining["method"],
+        "interpolated": interpolate,  # a foundation encoder's position embedding resized at load
     }
     out.mkdir(parents=True, exist_ok=True)
     meta_path = out / META_FILE
     if meta_path.exists():
         old = json.loads(meta_path.read_text())
-        if (old["encoder_sha256"], old["features"]) != (meta["encoder_sha256"], features):
+        if (old["encoder_sha256"], old["features"]) != (meta["encoder_sha256"], ex.features):
             raise SlamError(f"{out}: holds embeddings of another encoder or features; use a new folder")
     write_atomic(meta_path, json.dumps(meta, indent=2) + "\n")
-    use_h = features == "h"
     for k, bag in enumerate(bags):
         path = out / f"{bag.bag_id}.npz"
         if not path.exists():
             loader = DataLoader(
-                _CellImages(bag.files, cfg["image_size"]),
+                _CellImages(bag.files, ex.image_size),
                 batch_size=batch_size,
                 num_workers=num_workers,
                 collate_fn=_collate,
@@ -166,9 +167,8 @@ def embed_bags(
                 skipped += [bag.files[i].name for i in bad]
                 if images is None:
                     continue
-                x = center_crop(uint8_to_input(images.to(dev)), cfg["crop_size"])
-                h, z = model(x)
-                chunks.append((h if use_h else z).float().cpu().numpy())
+                x = center_crop(uint8_to_input(images.to(dev)), ex.crop_size)
+                chunks.append(ex.module(x).float().cpu().numpy())
                 kept += [bag.files[i].name for i in ok]
             if not kept:
                 raise SlamError(f"{bags_dir}/{bag.bag_id}: no readable cell image")
