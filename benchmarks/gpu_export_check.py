@@ -8,7 +8,9 @@ cells per second at batch 64 and 256. Then the served path on the GPU: a 1,000-c
 250 px cells through the embedded server (`slamctl serve`, CUDA) with `slamctl infer`,
 `--wire pixels` and `--wire encoded` (server-side decoding), each over gRPC and with `--shm`:
 the bag's latency and cells/s (benchmarks/shared_memory.py's part 1), and the execution
-provider the server's sessions run on, read from its log.
+provider the server's sessions run on, read from its log. Last the foundation encoder,
+DinoBloom-S's ViT-S/14 at 224 px, per provider: drift against CPU FP32 (TensorRT FP16's
+attention softmax) and throughput.
 
 Every provider is checked to be the one in use: ONNX Runtime falls back to the CPU when it
 cannot load CUDA's libraries, and a fallback is reported (exit 1), never timed as the GPU.
@@ -116,14 +118,57 @@ def check_runtime(tmp: Path, pair, available: list[str], rehearse: bool) -> bool
             f"bag probs max|diff| {np.abs(probs - ref_probs).max():.2e}, top-10 {top_detail}"
         )
         for b, x in images.items():
-            enc.run(None, {contract.IMAGES: x})  # warm-up (and engine build)
-            times = []
-            for _ in range(5):
-                t0 = time.perf_counter()
-                enc.run(None, {contract.IMAGES: x})
-                times.append(time.perf_counter() - t0)
-            print(f"  batch {b:>3}: {b / statistics.median(times):9.1f} cells/s")
+            print(f"  batch {b:>3}: {b / encoder_time(enc, x):9.1f} cells/s")
     return ok
+
+
+def check_vit(tmp: Path, available: list[str], rehearse: bool) -> bool:
+    """DinoBloom-S's ViT-S/14 at 224 px (random weights; speed and drift do not depend on them),
+    exported as `export --encoder dinobloom-s` does: per provider, its embeddings against CPU
+    FP32 (max |diff| and the worst cosine similarity: FP16's attention softmax shows here) and
+    its throughput."""
+    import onnxruntime as ort
+    import torch
+
+    from slamctl import contract
+    from slamctl.export.onnx_export import encoder_to_onnx
+    from slamctl.training.foundation import IMAGE_SIZE, FoundationEncoder
+
+    torch.manual_seed(0)
+    path = tmp / "vit.onnx"
+    encoder_to_onnx(FoundationEncoder("dinobloom-s"), IMAGE_SIZE, path)
+    rng = np.random.default_rng(0)
+    batches = (4,) if rehearse else (64, 256)
+    images = {b: rng.integers(0, 256, (b, IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8) for b in batches}
+    first = images[batches[0]]
+    ref = ort.InferenceSession(str(path), providers=[CPU]).run(None, {contract.IMAGES: first})[0]
+    print(f"3. ViT-S/14 (DinoBloom-S) at {IMAGE_SIZE} px, D={ref.shape[1]}:")
+    ok = True
+    for name, providers in setups(available, tmp / "trt-vit", rehearse):
+        sess, why = session(path, providers)
+        if sess is None:
+            print(f"{name}: NOT RUN: {why}")
+            ok = ok and name.startswith("TensorRT")
+            continue
+        emb = sess.run(None, {contract.IMAGES: first})[0]
+        cosine = (emb * ref).sum(1) / (np.linalg.norm(emb, axis=1) * np.linalg.norm(ref, axis=1))
+        print(f"{name}: embeddings max|diff| {np.abs(emb - ref).max():.2e}, worst cosine {cosine.min():.6f}")
+        for b, x in images.items():
+            print(f"  batch {b:>3}: {b / encoder_time(sess, x):9.1f} cells/s")
+    return ok
+
+
+def encoder_time(sess, images: np.ndarray, repeats: int = 5) -> float:
+    """Median seconds of one encoder request after a warm-up (and TensorRT's engine build)."""
+    from slamctl import contract
+
+    sess.run(None, {contract.IMAGES: images})
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        sess.run(None, {contract.IMAGES: images})
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
 
 
 def main() -> int:
@@ -177,6 +222,7 @@ def main() -> int:
         if provider != (CPU if args.rehearse else CUDA):
             print(f"the server ran its models on {provider}, not on the GPU: its figures are not the GPU's")
             ok = False
+        ok = check_vit(tmp, available, args.rehearse) and ok
     return 0 if ok else 1
 
 

@@ -15,7 +15,7 @@ from slamctl.training.pretrain_config import PretrainConfig
 
 
 def make_checkpoints(folder: Path, cfg: PretrainConfig | None = None) -> tuple[Path, Path]:
-    """encoder.pt and mil.pt (PAMIL on z) under `folder`; the paper's sizes by default."""
+    """encoder.pt and mil.pt (the default aggregator on z) under `folder`; the paper's sizes by default."""
     cfg = cfg or PretrainConfig()
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)

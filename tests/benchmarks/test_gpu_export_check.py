@@ -31,6 +31,9 @@ def test_rehearsal_runs_every_step_and_names_the_servers_provider():
     assert "30 cells of 250 px, encoder at 64 px (D=128) on the server's CPUExecutionProvider" in r.stdout
     for wire in ("pixels", "encoded"):
         assert any(line.split()[:2] == [wire, "gRPC"] and "--shm" in line for line in r.stdout.splitlines())
+    assert "3. ViT-S/14 (DinoBloom-S) at 224 px, D=384:" in r.stdout
+    assert "CPU (rehearsal): embeddings max|diff| 0.00e+00, worst cosine 1.000000" in r.stdout
+    assert "batch   4:" in r.stdout
 
 
 def test_without_a_gpu_it_checks_nothing_and_exits_0():
