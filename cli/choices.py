@@ -10,6 +10,7 @@ from slamctl.client.settings import WIRES
 from slamctl.training.choices import (
     AGGREGATORS,
     FEATURES,
+    FOUNDATION_ENCODERS,
     INSTANCE_LOSSES,
     PRETRAIN_METHODS,
     PRETRAIN_PRESETS,
@@ -30,3 +31,4 @@ Format = _choice("Format", FORMATS)
 Split = _choice("Split", ("test", "train", "all"))
 SweepPreset = _choice("SweepPreset", SWEEP_PRESETS)
 Wire = _choice("Wire", WIRES)
+Foundation = _choice("Foundation", FOUNDATION_ENCODERS)

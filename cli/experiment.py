@@ -8,8 +8,9 @@ from typing import Annotated
 
 import typer
 
-from slamctl.cli.choices import SweepPreset
+from slamctl.cli.choices import Foundation, SweepPreset
 from slamctl.cli.console import err, progress_bar
+from slamctl.cli.options import WeightsOption
 from slamctl.training.bag_generation import BagSpec
 from slamctl.training.choices import PRETRAIN_METHODS
 from slamctl.training.experiment_config import CELL_AUC_PRETRAIN, CELL_AUC_SYNTH, PRESETS
@@ -65,6 +66,14 @@ def wr_sweep(
     positive_class: Annotated[
         str, typer.Option(help="With --cells: class of abnormal cells.")
     ] = BagSpec.positive_class,
+    foundation: Annotated[
+        Foundation | None,
+        typer.Option(
+            help="Add a frozen foundation encoder's row (its embeddings, the same MIL, the same bags); "
+            "needs --weights."
+        ),
+    ] = None,
+    weights: WeightsOption = None,
 ) -> None:
     """Every pretraining method x witness rate x seed with PAMIL on top; tables and a plot.
 
@@ -81,6 +90,10 @@ def wr_sweep(
     if seeds is not None:
         cfg = replace(cfg, seeds=tuple(range(seeds)))
     cfg = replace(cfg, methods=tuple(m for m in methods.split(",") if m) or cfg.methods)
+    if (foundation is None) != (weights is None):
+        raise typer.BadParameter("--foundation and --weights go together: the encoder's name and its file")
+    if foundation is not None:
+        cfg = replace(cfg, foundation=foundation.value, foundation_weights=str(weights))
     spec = BagSpec(
         negative_class=negative_class,
         positive_class=positive_class,

@@ -28,6 +28,7 @@ import numpy as np
 from slamctl.errors import SlamError
 from slamctl.tables import read_csv, write_csv
 from slamctl.training.bag_generation import BagSpec, make_bags
+from slamctl.training.choices import FOUNDATION_FEATURES
 from slamctl.training.embed import embed_bags
 from slamctl.training.evaluate import evaluate
 from slamctl.training.experiment_config import SweepConfig
@@ -79,7 +80,7 @@ def run_one(cfg: SweepConfig, data: Path, run: Path, method: str, seed: int) -> 
 
 def run_reference(cfg: SweepConfig, data: Path, run: Path, reference: str, seed: int) -> dict:
     """A reference row on one data set (resumable): the cell classifier's encoder, or MIL and
-    evaluation on oracle embeddings."""
+    evaluation on oracle embeddings or on a frozen foundation encoder's."""
     from slamctl.training.oracle import oracle_embeddings
 
     if reference == "cell-supervised":
@@ -87,9 +88,21 @@ def run_reference(cfg: SweepConfig, data: Path, run: Path, reference: str, seed:
     summary_path = run / "eval" / "summary.json"
     if summary_path.exists():
         return json.loads(summary_path.read_text())
-    if reference != "oracle":
-        raise SlamError(f"reference {reference!r}: expected oracle or cell-supervised")
-    emb = oracle_embeddings(data, run / "embeddings", seed=seed)
+    if reference == cfg.foundation:  # frozen: no pretraining, its own transform
+        emb = run / "embeddings"
+        embed_bags(
+            reference,
+            data,
+            emb,
+            weights=Path(cfg.foundation_weights),
+            features=FOUNDATION_FEATURES[0],
+            batch_size=cfg.embed_batch,
+            num_workers=0,
+        )
+    elif reference == "oracle":
+        emb = oracle_embeddings(data, run / "embeddings", seed=seed)
+    else:
+        raise SlamError(f"reference {reference!r}: expected oracle, cell-supervised or a foundation encoder")
     mil = train_mil(replace(cfg.mil, seed=seed), emb, data / "labels.csv", run)
     return evaluate(mil, emb, data, run / "eval")
 
@@ -111,17 +124,20 @@ def run_sweep(
 ) -> list[dict]:
     """Run every (method, witness rate, seed); write the tables and the plot; return the rows."""
     out = Path(out)
+    if cfg.foundation:  # a wrong weights file fails now, not after hours of pretraining
+        from slamctl.training.foundation import load_foundation
+
+        load_foundation(cfg.foundation, Path(cfg.foundation_weights or ""))
     out.mkdir(parents=True, exist_ok=True)
     (out / "sweep.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
-    rows_of = (*cfg.methods, *cfg.references)
-    total = len(rows_of) * len(cfg.witness_rates) * len(cfg.seeds)
+    total = len(cfg.rows) * len(cfg.witness_rates) * len(cfg.seeds)
     rows, done = [], 0
     for wr in cfg.witness_rates:
         for seed in cfg.seeds:
             data = make_data(cfg, out, wr, seed, cells_root, bag_spec)
-            for method in rows_of:
+            for method in cfg.rows:
                 run = run_dir(out, method, wr, seed)
-                if method in cfg.references:
+                if method in cfg.references or method == cfg.foundation:
                     s = run_reference(cfg, data, run, method, seed)
                 else:
                     s = run_one(cfg, data, run, method, seed)
@@ -194,13 +210,13 @@ def write_intervals(cfg: SweepConfig, out: Path, reference: str = "slam-ags") ->
     )
     scores = {
         (m, wr, seed): bag_scores(out, m, wr, seed)
-        for m in (*cfg.methods, *cfg.references)
+        for m in cfg.rows
         for wr in cfg.witness_rates
         for seed in cfg.seeds
     }
     header = "| method | witness rate | test bags per seed | " + " | ".join(f[0] for f in figures) + " |"
     md, table = [header, "|" + "---|" * (3 + len(figures))], []
-    for m in (*cfg.methods, *cfg.references):
+    for m in cfg.rows:
         for wr in cfg.witness_rates:
             runs = [scores[(m, wr, seed)] for seed in cfg.seeds]
             cells, row = [], [m, wr, len(runs[0]["bag"])]
@@ -220,7 +236,7 @@ def write_intervals(cfg: SweepConfig, out: Path, reference: str = "slam-ags") ->
         f"| {reference} minus | witness rate | bag AUC difference per seed | mean [95% paired bootstrap] |",
         "|---|---|---|---|",
     ]
-    for m in (x for x in cfg.methods if x != reference):
+    for m in (x for x in cfg.rows if x != reference and x not in cfg.references):  # methods, foundation
         for wr in cfg.witness_rates:
             groups, per_seed = [], []
             for seed in cfg.seeds:
@@ -254,7 +270,7 @@ def write_tables(rows: list[dict], cfg: SweepConfig, out: Path) -> None:
         "| method | witness rate | steps with conflicting gradients | mean gradient cosine |",
         "|---|---|---|---|",
     ]
-    for method in (*cfg.methods, *cfg.references):
+    for method in cfg.rows:
         for wr in cfg.witness_rates:
             sel = [r for r in rows if r["method"] == method and r["witness_rate"] == wr]
             stats = {
@@ -311,7 +327,7 @@ def plot(rows: list[dict], cfg: SweepConfig, out: Path) -> None:
     )
     rates = [100 * w for w in cfg.witness_rates]
     for ax, title, chance, key in panels:
-        for method in (*cfg.methods, *cfg.references):
+        for method in cfg.rows:
             if key is None:
                 mean, std = zip(
                     *[
@@ -341,7 +357,7 @@ def plot(rows: list[dict], cfg: SweepConfig, out: Path) -> None:
                 marker="o",
                 capsize=3,
                 label=method,
-                linestyle="--" if method in cfg.references else "-",
+                linestyle="-" if method in cfg.methods else "--",
             )
         ax.axhline(chance, color="gray", linestyle=":")
         ax.set_xscale("log")

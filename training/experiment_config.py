@@ -24,6 +24,15 @@ class SweepConfig:
     # aggregator's ceiling: what MIL reaches with a perfect encoder); "cell-supervised"
     # trains the encoder as a classifier of the true cell labels (the encoder's ceiling)
     references: tuple[str, ...] = ("oracle", "cell-supervised")
+    # a frozen foundation encoder's row (`--foundation dinobloom-s --weights FILE`): its
+    # embeddings under the same MIL, on the same bags; absent without a weights file
+    foundation: str | None = None
+    foundation_weights: str | None = None
+
+    @property
+    def rows(self) -> tuple[str, ...]:
+        """Every row of the tables: the methods, the references, the foundation encoder."""
+        return (*self.methods, *self.references, *((self.foundation,) if self.foundation else ()))
 
 
 BAGS_CPU = 240  # chosen on the learning curve (docs/results/wr-sweep-cpu/README.md)

@@ -1,8 +1,10 @@
 import csv
+import json
 
 import pytest
 
 from tests.conftest import run_cli
+from tests.foundation_weights import write_dinobloom
 
 
 @pytest.mark.slow
@@ -43,6 +45,52 @@ def test_wr_sweep_smoke_writes_tables_and_plot(tmp_path):
     assert (
         tmp_path / "runs" / "simclr" / "wr0.2_seed0" / "eval" / "summary.json"
     ).stat().st_mtime_ns == stamp
+
+
+@pytest.mark.slow
+def test_wr_sweep_adds_a_frozen_foundation_row_on_the_same_bags(tmp_path):
+    """DinoBloom-S in its released layout (random weights): its row beside the methods, and in
+    the paired comparison with SLAM-AGS on the same test bags."""
+    weights = write_dinobloom(tmp_path / "DinoBloom-S.pth", "dinobloom-s")
+    out = tmp_path / "sweep"
+    args = ("experiment", "wr-sweep", "--preset", "smoke", "--out", out, "--methods", "slam-ags")
+    r = run_cli(
+        *args, "--witness-rates", "0.2", "--seeds", 1, "--foundation", "dinobloom-s", "--weights", weights
+    )
+    assert r.code == 0, r.err
+    results = list(csv.DictReader(open(out / "results.csv")))
+    assert [r["method"] for r in results] == ["slam-ags", "oracle", "cell-supervised", "dinobloom-s"]
+    meta = json.loads(
+        (out / "runs" / "dinobloom-s" / "wr0.2_seed0" / "embeddings" / "embedding.json").read_text()
+    )
+    assert (meta["encoder_name"], meta["dim"], meta["features"]) == ("dinobloom-s", 384, "cls")
+    assert not (
+        out / "runs" / "dinobloom-s" / "wr0.2_seed0" / "checkpoint.pt"
+    ).exists()  # frozen: no pretraining
+    assert (out / "paired.md").read_text().splitlines()[2].startswith("| dinobloom-s | 20.0% | ")
+
+
+def test_wr_sweep_foundation_needs_its_weights_and_checks_them_first(tmp_path):
+    r = run_cli(
+        "experiment", "wr-sweep", "--preset", "smoke", "--out", tmp_path / "a", "--foundation", "dinobloom-s"
+    )
+    assert r.code == 2 and "--foundation and --weights go together" in r.out + r.err
+    bad = tmp_path / "DinoBloom-S.pth"
+    bad.write_bytes(b"not a checkpoint")
+    r = run_cli(
+        "experiment",
+        "wr-sweep",
+        "--preset",
+        "smoke",
+        "--out",
+        tmp_path / "b",
+        "--foundation",
+        "dinobloom-s",
+        "--weights",
+        bad,
+    )
+    assert r.code == 1 and str(bad) in r.err and "Traceback" not in r.err
+    assert not (tmp_path / "b" / "data").exists()  # refused before any data or pretraining
 
 
 def test_wr_sweep_bad_rates(tmp_path):
