@@ -138,7 +138,7 @@ def cell_auc(
     The classifier is the witness-rate sweep's cell-supervised encoder (pretrained on the
     cells' true labels), scored by its classification head on every cell of the test bags.
     """
-    from slamctl.training.experiment import cell_classifier_auc
+    from slamctl.training.cell_auc import cell_classifier_auc
 
     synth = replace(
         CELL_AUC_SYNTH,
