@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from slamctl.cli.console import err
-from slamctl.serving.server import ServerSettings  # numpy only: no Triton, no ONNX Runtime
+from slamctl.serving.settings import ServerSettings  # numpy only: no Triton, no ONNX Runtime
 
 
 def serve(

@@ -376,7 +376,7 @@ def test_client_and_server_import_no_torch():
 
     code = (
         "import sys, slamctl.cli.main, slamctl.cli.infer, slamctl.cli.health, slamctl.cli.serve, slamctl.client.bags, "
-        "slamctl.client.triton, slamctl.client.report, slamctl.client.run, slamctl.serving.server, "
+        "slamctl.client.triton, slamctl.client.report, slamctl.client.run, slamctl.serving.server, slamctl.serving.settings, "
         "slamctl.serving.launcher; assert 'torch' not in sys.modules, 'torch imported'"
     )
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

@@ -16,7 +16,7 @@ from tritonclient.utils import InferenceServerException
 from slamctl import contract
 from slamctl.errors import SlamError
 from slamctl.serving.launcher import start_server, stop_server
-from slamctl.serving.server import python_backend_env
+from slamctl.serving.preflight import python_backend_env
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.slow
@@ -285,7 +285,7 @@ def test_triton_dying_fails_serve_and_leaves_no_shared_memory(tiny_repository, t
     import os
     import signal
 
-    from slamctl.serving.server import shm_segments
+    from slamctl.serving.shared_memory import shm_segments
 
     running = start_server(tiny_repository, tmp_path)
     try:
@@ -326,7 +326,7 @@ def test_killed_serve_takes_its_triton_with_it(tiny_repository, tmp_path):
 def test_stale_shared_memory_of_dead_servers_is_removed(monkeypatch, tmp_path):
     import os
 
-    from slamctl.serving import server as server_module
+    from slamctl.serving import shared_memory as server_module
 
     monkeypatch.setattr(server_module, "SHM_DIR", tmp_path)
     dead, alive = tmp_path / "pytrtion999999999-ab", tmp_path / f"pytrtion{os.getpid()}-cd"
