@@ -23,7 +23,8 @@ def health(
     import tritonclient.grpc as grpcclient
     from tritonclient.utils import InferenceServerException
 
-    from slamctl.client.triton import channel_credentials, read_card, unreachable
+    from slamctl.client.channel import channel_credentials
+    from slamctl.client.triton import read_card, unreachable
 
     creds = channel_credentials(root_certificates, private_key, certificate_chain) if ssl else None
     client = grpcclient.InferenceServerClient(url, creds=creds)

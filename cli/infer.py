@@ -15,7 +15,7 @@ from slamctl import contract
 from slamctl.cli.choices import Format, Wire
 from slamctl.cli.console import err, progress_bar, styled
 from slamctl.cli.options import CertificateChain, PrivateKey, RootCertificates, Ssl, Timeout, Url
-from slamctl.client.settings import RUN_FILES, ClientSettings, Progress, RunOptions
+from slamctl.client.settings import MAX_RETRIES, RUN_FILES, ClientSettings, Progress, RunOptions
 from slamctl.errors import SlamError
 
 if TYPE_CHECKING:
@@ -64,7 +64,13 @@ def infer(
     ] = None,
     timeout: Timeout = _CLIENT.timeout,
     retries: Annotated[
-        int, typer.Option(min=0, help="Retries of a request when the server is unavailable or slow.")
+        int,
+        typer.Option(
+            min=0,
+            max=MAX_RETRIES,
+            help="Retries of a request the server could not take (unavailable, model reloading), by "
+            "gRPC's retry policy with exponential backoff, within --timeout.",
+        ),
     ] = _CLIENT.retries,
     resume: Annotated[
         bool,

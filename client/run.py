@@ -25,6 +25,7 @@ import numpy as np
 from slamctl.client import metrics
 from slamctl.client.audit import AuditLog
 from slamctl.client.bags import bag_digest, decoded, find_bags, input_digest, list_cells
+from slamctl.client.encoder_stream import EncoderStream
 from slamctl.client.report import Report, read_truth
 from slamctl.client.results import (
     BagFailure,
@@ -42,7 +43,7 @@ from slamctl.client.settings import (
     Progress,
     RunOptions,
 )
-from slamctl.client.triton import EncoderStream, TritonModels
+from slamctl.client.triton import TritonModels
 from slamctl.errors import SlamError
 from slamctl.files import write_atomic
 

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 CONTROL_TIMEOUT = 10.0  # seconds for health and model-configuration calls
 WIRES = ("pixels", "encoded")  # how cells travel: decoded uint8 pixels, or the files' own bytes
+MAX_RETRIES = 4  # gRPC caps a retry policy at 5 attempts (client/channel.py)
 
 
 @dataclass(frozen=True)
@@ -24,8 +25,8 @@ class ClientSettings:
     batch_size: int = 64
     concurrency: int = 4  # encoder requests in flight
     decode_threads: int = 4
-    timeout: float = 60.0  # seconds per request
-    retries: int = 3
+    timeout: float = 60.0  # seconds per request, its retries included
+    retries: int = 3  # of a request the server could not take (unavailable, model reloading)
     backoff: float = 0.5  # seconds before the first retry, doubled each time
     ssl: bool = False
     root_certificates: str | None = None

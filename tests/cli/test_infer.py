@@ -742,6 +742,7 @@ def test_resume_never_reuses_a_stale_or_edited_decision(server, tiny_bags, tmp_p
         ("--concurrency", -1),
         ("--decode-threads", 0),
         ("--retries", -1),
+        ("--retries", 5),  # gRPC's retry policy allows 5 attempts
         ("--batch-size", 0),
         ("--timeout", 0),
         ("--top-k", -1),
