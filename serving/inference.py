@@ -1,4 +1,7 @@
-"""One ONNX Runtime session per served model (on the GPU when one is visible) and the inference callables PyTriton binds: batching models, the aggregator (one bag per request), the file encoder, the model card."""
+"""One ONNX Runtime session per served model (on the GPU when one is visible) and the inference
+callables PyTriton binds: batching models, the aggregator (one bag per request), the file
+encoder, the model card.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""What the embedded server serves, read from a validated model repository: each ONNX model's tensors and batching from its config.pbtxt, and the model card."""
+"""What the embedded server serves, read from a validated model repository: each ONNX model's
+tensors and batching from its config.pbtxt, and the model card.
+"""
 
 from __future__ import annotations
 

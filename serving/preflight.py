@@ -1,4 +1,7 @@
-"""Checks before Triton starts, each a one-line SlamError instead of a failure seconds later in Triton's log (ports, TLS files, numpy's version), and the python-backend stub's library path."""
+"""Checks before Triton starts, each a one-line SlamError instead of a failure seconds later in
+Triton's log (ports, TLS files, numpy's version), and the python-backend stub's library
+path.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""PyTriton's shared-memory segments: those of this server removed at stop, those of dead servers at start."""
+"""PyTriton's shared-memory segments: those of this server removed at stop, those of dead
+servers at start.
+"""
 
 from __future__ import annotations
 

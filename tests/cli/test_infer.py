@@ -16,8 +16,8 @@ import torch
 import tritonclient.grpc as grpcclient
 
 from slamctl import contract, shm_token
+from slamctl.client.bag_inference import infer_bag
 from slamctl.client.results import BagFailure, read_written
-from slamctl.client.run import infer_bag
 from slamctl.client.settings import ClientSettings
 from slamctl.client.triton import TritonModels
 from slamctl.images import prepare_cell

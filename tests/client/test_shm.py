@@ -12,8 +12,8 @@ import pytest
 import tritonclient.grpc as grpcclient
 
 from slamctl import contract, shm_token
+from slamctl.client.bag_inference import infer_bag
 from slamctl.client.results import BagFailure
-from slamctl.client.run import infer_bag
 from slamctl.client.settings import ClientSettings
 from slamctl.client.shm import PREFIX
 from slamctl.client.triton import TritonModels
