@@ -2,6 +2,7 @@
 
     slam_model_card/config.pbtxt          backend "python", no batching, KIND_CPU
     slam_model_card/<version>/model.py    Triton's Python backend: answers with card.json
+                                          (export/triton_models/card_model.py)
     slam_model_card/<version>/card.json   threshold, sizes, checksums, health, provenance
 
 The decision threshold, the training image size, the largest bag and the ONNX checksums
@@ -18,28 +19,6 @@ from pathlib import Path
 from slamctl import contract
 
 CARD_FILE = "card.json"
-
-# Triton's Python backend loads this file as slam_model_card/<version>/model.py.
-MODEL_PY = f'''"""slam_model_card for Triton's Python backend: answers every request with card.json."""
-
-import json
-from pathlib import Path
-
-import numpy as np
-import triton_python_backend_utils as pb_utils
-
-
-class TritonPythonModel:
-    def initialize(self, args):
-        path = Path(args["model_repository"]) / args["model_version"] / "{CARD_FILE}"
-        card = path.read_bytes()
-        json.loads(card)  # refuse to load a card that is not JSON
-        self.card = np.array([card], dtype=np.object_)
-
-    def execute(self, requests):
-        out = pb_utils.Tensor("{contract.CARD}", self.card)
-        return [pb_utils.InferenceResponse(output_tensors=[out]) for _ in requests]
-'''
 
 
 def card_config() -> str:

@@ -25,8 +25,8 @@ from pathlib import Path
 from slamctl import contract
 from slamctl.checksum import sha256_of
 from slamctl.errors import SlamError
-from slamctl.export.card import MODEL_PY, card_config, card_path
-from slamctl.export.file_encoder import MODEL_PY as FILE_ENCODER_PY
+from slamctl.export import triton_models
+from slamctl.export.card import card_config, card_path
 from slamctl.export.file_encoder import file_encoder_config
 from slamctl.export.model_card import (
     build_model_card,
@@ -231,12 +231,12 @@ def write_repository(
     card_file = card_path(repository, version)
     card_file.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(card_file, (json.dumps(card, indent=2) + "\n").encode())
-    write_atomic(card_file.parent / "model.py", MODEL_PY.encode())
+    write_atomic(card_file.parent / "model.py", triton_models.source(triton_models.CARD_MODEL))
     data = dataset_facts(pair.data_dir) if data is None else data
     write_model_card(card_file.parent, build_model_card(card, pair.training, data, evaluation))
     files_folder = repository / contract.FILE_ENCODER / str(version)  # the encoded wire path
     files_folder.mkdir(parents=True, exist_ok=True)
-    write_atomic(files_folder / "model.py", FILE_ENCODER_PY.encode())
+    write_atomic(files_folder / "model.py", triton_models.source(triton_models.FILE_ENCODER_MODEL))
     manifest_path = repository / MANIFEST
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"files": {}}
     for name in (*MODELS, contract.MODEL_CARD, contract.FILE_ENCODER):  # a changed config must not be served

@@ -1,0 +1,23 @@
+"""The Python-backend models of the production repository, as real modules: stock Triton runs
+them as <model>/<version>/model.py (export/repository.py copies them there); slamctl never
+imports them (they import Triton's `triton_python_backend_utils`).
+
+    card_model.py          slam_model_card: answers every request with card.json
+    file_encoder_model.py  slam_encoder_files: cell files in, embeddings out (BLS to slam_encoder)
+
+They name the contract's models and tensors as literals, each beside its name in
+slamctl/contract.py (tests/export hold them equal): the card model runs where slamctl is not
+importable.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+CARD_MODEL = "card_model.py"
+FILE_ENCODER_MODEL = "file_encoder_model.py"
+
+
+def source(name: str) -> bytes:
+    """The model file `name`, as the repository gets it."""
+    return (Path(__file__).parent / name).read_bytes()
