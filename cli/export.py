@@ -16,7 +16,7 @@ from slamctl.cli.console import err, styled
 from slamctl.cli.console import out as stdout
 from slamctl.cli.options import WeightsOption
 from slamctl.errors import SlamError
-from slamctl.export.repository import RepositorySettings  # no onnx: the defaults of export
+from slamctl.export.settings import RepositorySettings  # no onnx, no gRPC: the defaults of export
 
 app = typer.Typer(
     help="Export encoder and aggregator to a Triton model repository, or validate one.",
@@ -81,7 +81,7 @@ def export(
         )
     from slamctl.export.model_card import MODEL_CARD_JSON, MODEL_CARD_MD, dataset_facts, read_evaluation
     from slamctl.export.onnx_export import export_pair
-    from slamctl.export.repository import RepositorySettings, write_repository
+    from slamctl.export.repository import write_repository
 
     with tempfile.TemporaryDirectory() as tmp:
         with err.status("exporting to ONNX"):

@@ -52,9 +52,8 @@ class TritonModels:
             live = False
         if not live:
             raise unreachable(settings.url, settings.ssl)
-        needed = [settings.encoder_model, settings.aggregator_model, contract.MODEL_CARD]
-        if settings.wire == "encoded":
-            needed.append(contract.FILE_ENCODER)
+        served_as = {contract.ENCODER: settings.encoder_model, contract.AGGREGATOR: settings.aggregator_model}
+        needed = [served_as.get(m.name, m.name) for m in contract.SERVED if m.wire in (None, settings.wire)]
         try:
             for name in needed:
                 if not self.client.is_model_ready(name, client_timeout=wait):

@@ -21,18 +21,6 @@ from slamctl import contract
 CARD_FILE = "card.json"
 
 
-def card_config() -> str:
-    from slamctl.export.repository import tensor_block
-
-    return (
-        f'name: "{contract.MODEL_CARD}"\nbackend: "python"\nmax_batch_size: 0\n'
-        "version_policy: { latest: { num_versions: 1 } }\n"
-        + tensor_block("input", contract.card_inputs())
-        + tensor_block("output", contract.card_outputs())
-        + "instance_group [\n  {\n    count: 1\n    kind: KIND_CPU\n  }\n]\n"
-    )
-
-
 def card_path(repository: Path, version: int) -> Path:
     return Path(repository) / contract.MODEL_CARD / str(version) / CARD_FILE
 

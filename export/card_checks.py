@@ -9,12 +9,14 @@ from pathlib import Path
 from slamctl import contract
 from slamctl.errors import SlamError
 from slamctl.export.checks import Checks, config_tensors
-from slamctl.export.repository import parse_config
+from slamctl.export.model_config import parse_config
 
 
-def _python_model_config(checks: Checks, repo: Path, model: str, *, batching: bool):
-    """The config of a Python-backend model: exists, parses, backend python, batching as
-    expected; None when it cannot be read (recorded)."""
+def _python_model_config(checks: Checks, repo: Path, model: str):
+    """The config of a Python-backend model: exists, parses, its backend and batching as the
+    contract's table says; None when it cannot be read (recorded)."""
+    spec = contract.SPECS[model]
+    batching = spec.batching == "batch"
     config_path = repo / model / "config.pbtxt"
     if not checks.add(model, "config.pbtxt exists", config_path.is_file(), f"{config_path} (export again)"):
         return None
@@ -24,12 +26,12 @@ def _python_model_config(checks: Checks, repo: Path, model: str, *, batching: bo
         checks.add(model, "config.pbtxt parses", False, str(e))
         return None
     # a batch dimension, but no dynamic batcher: the Python backend fails every request of a
-    # merged batch when one holds a malformed BYTES element (export/file_encoder.py)
+    # merged batch when one holds a malformed BYTES element (export/model_config.py)
     batched = config.max_batch_size > 0 and not config.HasField("dynamic_batching")
     checks.add(
         model,
         f"backend python, {'a batch dimension, no dynamic batching' if batching else 'no batching'}",
-        config.backend == "python" and (batched if batching else config.max_batch_size == 0),
+        config.backend == spec.backend and (batched if batching else config.max_batch_size == 0),
         f"backend {config.backend!r}, max_batch_size {config.max_batch_size}",
     )
     return config
@@ -43,10 +45,11 @@ def check_card(checks: Checks, repo: Path, onnx_paths: dict[str, Path]) -> None:
     from slamctl.export.repository import existing_versions
 
     model = contract.MODEL_CARD
-    config = _python_model_config(checks, repo, model, batching=False)
+    config = _python_model_config(checks, repo, model)
     if config is None:
         return
-    want = {t.name: (t.triton_dtype, t.dims) for t in contract.card_inputs() + contract.card_outputs()}
+    spec = contract.SPECS[model]
+    want = {t.name: (t.triton_dtype, t.dims) for t in spec.inputs(0, 0) + spec.outputs(0, 0)}
     have = config_tensors([*config.input, *config.output], batching=False)
     checks.add(model, "tensors follow the serving contract", want == have, f"{have}")
     versions = existing_versions(repo / model)
@@ -76,7 +79,7 @@ def check_card(checks: Checks, repo: Path, onnx_paths: dict[str, Path]) -> None:
             ok,
             "matches" if ok else f"card {str(card['sha256'].get(name))[:12]}... differs from {path}",
         )
-    for name in (*contract.ONNX_MODELS, contract.MODEL_CARD, contract.FILE_ENCODER):  # the id covers them
+    for name in contract.SERVED_MODELS:  # the id covers them
         path = repo / name / "config.pbtxt"
         ok = path.is_file() and card["config_sha256"].get(name) == sha256_of(path)
         checks.add(
@@ -86,15 +89,16 @@ def check_card(checks: Checks, repo: Path, onnx_paths: dict[str, Path]) -> None:
 
 
 def check_file_encoder(checks: Checks, repo: Path, dim: int | None) -> None:
-    """The encoded wire path's model (export/file_encoder.py): config and model.py."""
+    """The encoded wire path's model (export/triton_models/file_encoder_model.py): config and model.py."""
     from slamctl.export.repository import existing_versions
 
     model = contract.FILE_ENCODER
-    config = _python_model_config(checks, repo, model, batching=True)
+    config = _python_model_config(checks, repo, model)
     if config is None:
         return
     if dim is not None:
-        specs = contract.file_encoder_inputs() + contract.file_encoder_outputs(dim)
+        spec = contract.SPECS[model]
+        specs = spec.inputs(0, dim) + spec.outputs(0, dim)
         want = {t.name: (t.triton_dtype, (-1, *t.dims)) for t in specs}
         have = config_tensors([*config.input, *config.output], batching=True)
         checks.add(model, "tensors follow the serving contract", want == have, f"{have}")

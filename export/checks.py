@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from slamctl.export.repository import dtype_name
+from slamctl.export.model_config import dtype_name
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,12 @@
       mil_aggregator/config.pbtxt        onnxruntime_onnx, KIND_GPU, TensorRT FP32, max_batch_size 0
       mil_aggregator/<version>/model.onnx
       slam_model_card/config.pbtxt       Python backend: serves card.json (export/card.py)
-      slam_model_card/<version>/model.py, card.json
+      slam_model_card/<version>/model.py, card.json, model_card.json, MODEL_CARD.md
+      slam_encoder_files/config.pbtxt    Python backend: the encoded wire path
+      slam_encoder_files/<version>/model.py
+
+The configs come from export/model_config.py, the Python-backend models from
+export/triton_models/.
 
 Version policy: every export adds version N+1 (or `--version N`) and leaves older versions
 on disk for rollback; `version_policy { latest { num_versions: 1 } }` makes Triton serve the
@@ -19,20 +24,20 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 from slamctl import contract
 from slamctl.checksum import sha256_of
 from slamctl.errors import SlamError
 from slamctl.export import triton_models
-from slamctl.export.card import card_config, card_path
-from slamctl.export.file_encoder import file_encoder_config
+from slamctl.export.card import card_path
 from slamctl.export.model_card import (
     build_model_card,
     dataset_facts,
     write_model_card,
 )
+from slamctl.export.model_config import served_configs, trt_cache_path
+from slamctl.export.settings import RepositorySettings
 from slamctl.files import write_atomic
 
 MANIFEST = "manifest.json"
@@ -50,111 +55,6 @@ def version_files(repository: Path) -> list[str]:
 
 
 MODELS = contract.ONNX_MODELS
-
-
-@dataclass(frozen=True)
-class RepositorySettings:
-    max_batch_size: int = 256  # encoder; the contract asks for >= 256
-    preferred_batch_sizes: tuple[int, ...] = (64, 128, 256)
-    max_queue_delay_us: int = 2000  # dynamic batcher: wait up to 2 ms to fill a batch
-    opt_batch: int = 64  # TensorRT optimisation profile: the batch the engine is tuned for
-    max_bag_cells: int = contract.DEFAULT_MAX_BAG_CELLS
-    opt_bag_cells: int = 1000
-    workspace_bytes: int = 4 << 30
-    trt_cache_dir: str = "/trt_cache"  # a persistent volume in production, one per GPU type
-    encoder_instances: int = 1
-    warmup_batch: int = 64
-    device: str = "gpu"  # gpu: KIND_GPU with TensorRT; cpu: KIND_CPU, plain ONNX Runtime (the INT8 encoder)
-
-
-def _placement(
-    s: RepositorySettings, count: int, precision: str, cache: str, shapes: tuple[str, str, str]
-) -> str:
-    """instance_group, and on GPU the TensorRT accelerator with its cache and profile shapes."""
-    kind = "KIND_GPU" if s.device == "gpu" else "KIND_CPU"
-    group = f"instance_group [\n  {{\n    count: {count}\n    kind: {kind}\n  }}\n]\n"
-    return group + (_trt_block(precision, s.workspace_bytes, cache, shapes) if s.device == "gpu" else "")
-
-
-def tensor_block(kind: str, specs: tuple[contract.TensorSpec, ...]) -> str:
-    items = ",\n".join(
-        f'  {{\n    name: "{t.name}"\n    data_type: {t.triton_dtype}\n    dims: [ {", ".join(map(str, t.dims))} ]\n  }}'
-        for t in specs
-    )
-    return f"{kind} [\n{items}\n]\n"
-
-
-def trt_cache_path(cache_dir: str, name: str, sha256: str) -> str:
-    """The TensorRT engine cache of one model file: a folder per model and per checksum.
-
-    ONNX Runtime names cached engines from the graph (names, shapes, versions), not from
-    the weights: with one folder per model, a retrained model of the same architecture
-    would load the old engine and serve the old weights. One level below the cache volume,
-    as before: ONNX Runtime creates the last folder of the path only."""
-    return f"{cache_dir}/{name}-{sha256[:16]}"
-
-
-def _trt_block(precision: str, workspace: int, cache: str, shapes: tuple[str, str, str]) -> str:
-    params = {
-        "precision_mode": precision,
-        "max_workspace_size_bytes": str(workspace),
-        "trt_engine_cache_enable": "true",
-        "trt_engine_cache_path": cache,
-        "trt_profile_min_shapes": shapes[0],
-        "trt_profile_opt_shapes": shapes[1],
-        "trt_profile_max_shapes": shapes[2],
-    }
-    lines = "\n".join(f'      parameters {{ key: "{k}" value: "{v}" }}' for k, v in params.items())
-    return (
-        "optimization {\n  execution_accelerators {\n    gpu_execution_accelerator: [\n"
-        f'      {{\n      name: "tensorrt"\n{lines}\n      }}\n    ]\n  }}\n}}\n'
-    )
-
-
-def _shape(name: str, dims: list[int]) -> str:
-    return f"{name}:{'x'.join(map(str, dims))}"
-
-
-def encoder_config(size: int, dim: int, s: RepositorySettings, image_size: int | None, trt_cache: str) -> str:
-    image = [size, size, 3]
-    shapes = (
-        _shape(contract.IMAGES, [1, *image]),
-        _shape(contract.IMAGES, [s.opt_batch, *image]),
-        _shape(contract.IMAGES, [s.max_batch_size, *image]),
-    )
-    return (
-        f'name: "{contract.ENCODER}"\nplatform: "onnxruntime_onnx"\nmax_batch_size: {s.max_batch_size}\n'
-        "version_policy: { latest: { num_versions: 1 } }\n"
-        + tensor_block("input", contract.encoder_inputs(size))
-        + tensor_block("output", contract.encoder_outputs(dim))
-        + "dynamic_batching {\n"
-        f"  preferred_batch_size: [ {', '.join(map(str, s.preferred_batch_sizes))} ]\n"
-        f"  max_queue_delay_microseconds: {s.max_queue_delay_us}\n}}\n"
-        + _placement(s, s.encoder_instances, "FP16", trt_cache, shapes)
-        + f'parameters {{ key: "{contract.IMAGE_SIZE_PARAMETER}" value: {{ string_value: "{image_size or size}" }} }}\n'
-        + "model_warmup [\n  {\n"
-        f'    name: "batch_{s.warmup_batch}"\n    batch_size: {s.warmup_batch}\n'
-        f'    inputs {{\n      key: "{contract.IMAGES}"\n      value: {{\n        data_type: TYPE_UINT8\n'
-        f"        dims: [ {', '.join(map(str, image))} ]\n        zero_data: true\n      }}\n    }}\n  }}\n]\n"
-    )
-
-
-def aggregator_config(dim: int, s: RepositorySettings, threshold: float, trt_cache: str) -> str:
-    shapes = tuple(_shape(contract.EMBEDDINGS, [n, dim]) for n in (1, s.opt_bag_cells, s.max_bag_cells))
-    return (
-        f'name: "{contract.AGGREGATOR}"\nplatform: "onnxruntime_onnx"\nmax_batch_size: 0\n'
-        "version_policy: { latest: { num_versions: 1 } }\n"
-        + tensor_block("input", contract.aggregator_inputs(dim))
-        + tensor_block("output", contract.aggregator_outputs())
-        # FP32: the aggregator is small, and its attention ranking must not drift
-        + _placement(s, 1, "FP32", trt_cache, shapes)
-        + f'parameters {{ key: "{contract.MAX_BAG_PARAMETER}" value: {{ string_value: "{s.max_bag_cells}" }} }}\n'
-        + f'parameters {{ key: "{contract.THRESHOLD_PARAMETER}" value: {{ string_value: "{threshold!r}" }} }}\n'
-        + "model_warmup [\n  {\n"
-        f'    name: "bag_{s.opt_bag_cells}"\n    batch_size: 1\n'
-        f'    inputs {{\n      key: "{contract.EMBEDDINGS}"\n      value: {{\n        data_type: TYPE_FP32\n'
-        f"        dims: [ {s.opt_bag_cells}, {dim} ]\n        random_data: true\n      }}\n    }}\n  }}\n]\n"
-    )
 
 
 def existing_versions(model_dir: Path) -> list[int]:
@@ -193,16 +93,7 @@ def write_repository(
     }
     digests = {name: hashlib.sha256(models[name]).hexdigest() for name in MODELS}  # the files' sha256
     caches = {name: trt_cache_path(settings.trt_cache_dir, name, digests[name]) for name in MODELS}
-    configs = {
-        contract.ENCODER: encoder_config(
-            pair.size, pair.dim, settings, pair.image_size, caches[contract.ENCODER]
-        ),
-        contract.AGGREGATOR: aggregator_config(
-            pair.dim, settings, pair.threshold, caches[contract.AGGREGATOR]
-        ),
-    }
-    configs[contract.MODEL_CARD] = card_config()
-    configs[contract.FILE_ENCODER] = file_encoder_config(pair.dim, settings.max_batch_size)
+    configs = served_configs(pair.size, pair.dim, pair.image_size, pair.threshold, settings, caches)
     for name in MODELS:
         folder = repository / name / str(version)
         folder.mkdir(parents=True, exist_ok=True)
@@ -239,7 +130,7 @@ def write_repository(
     write_atomic(files_folder / "model.py", triton_models.source(triton_models.FILE_ENCODER_MODEL))
     manifest_path = repository / MANIFEST
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"files": {}}
-    for name in (*MODELS, contract.MODEL_CARD, contract.FILE_ENCODER):  # a changed config must not be served
+    for name in contract.SERVED_MODELS:  # a changed config must not be served
         manifest["files"][f"{name}/config.pbtxt"] = sha256_of(repository / name / "config.pbtxt")
     for rel in version_files(repository):  # every file of every version, so old versions stay verifiable
         if rel.split("/")[1] == str(version) or rel not in manifest["files"]:
@@ -257,25 +148,3 @@ def write_repository(
     }
     write_atomic(manifest_path, (json.dumps(manifest, indent=2) + "\n").encode())
     return version
-
-
-def parse_config(path: Path):
-    """config.pbtxt -> tritonclient's ModelConfig; SlamError with the parser's reason."""
-    from google.protobuf import text_format
-    from tritonclient.grpc import model_config_pb2
-
-    try:
-        return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
-    except text_format.ParseError as e:
-        line, col = e.GetLine(), e.GetColumn()
-        reason = str(e).split(" : ", 1)[-1] if line else str(e)
-        raise SlamError(f"{path}:{line}:{col}: {reason}" if line else f"{path}: {reason}") from None
-    except UnicodeDecodeError as e:
-        raise SlamError(f"{path}: not text ({e})") from None
-
-
-def dtype_name(config_enum: int) -> str:
-    """TYPE_UINT8, TYPE_FP32, ... of a ModelConfig data_type enum value."""
-    from tritonclient.grpc import model_config_pb2
-
-    return model_config_pb2.DataType.Name(config_enum)

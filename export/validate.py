@@ -23,7 +23,7 @@ from slamctl import contract
 from slamctl.errors import SlamError
 from slamctl.export.card_checks import check_card, check_file_encoder
 from slamctl.export.checks import Checks, config_tensors, onnx_tensors
-from slamctl.export.repository import parse_config
+from slamctl.export.model_config import parse_config
 from slamctl.export.runs import check_int8_decisions, check_parity, run_samples
 
 
@@ -93,8 +93,11 @@ def check_model_config(checks: Checks, repo: Path, model: str):
         return None
     checks.add(model, "config.pbtxt parses", True)
     checks.add(model, "name matches folder", config.name == model, f"name {config.name!r}")
-    checks.add(model, "platform onnxruntime_onnx", config.platform == "onnxruntime_onnx", config.platform)
+    spec = contract.SPECS[model]
+    checks.add(model, f"platform {spec.backend}", config.platform == spec.backend, config.platform)
     batching = config.max_batch_size > 0
+    if spec.batching == "dynamic":
+        checks.add(model, "dynamic batching", config.HasField("dynamic_batching"))
     if model == contract.ENCODER:
         checks.add(
             model,
@@ -102,7 +105,6 @@ def check_model_config(checks: Checks, repo: Path, model: str):
             config.max_batch_size >= contract.ENCODER_MIN_MAX_BATCH,
             str(config.max_batch_size),
         )
-        checks.add(model, "dynamic batching", config.HasField("dynamic_batching"))
         preferred = list(config.dynamic_batching.preferred_batch_size)
         checks.add(
             model,
@@ -118,7 +120,7 @@ def check_model_config(checks: Checks, repo: Path, model: str):
             value.isdigit() and int(value) >= size,
             f"{value!r} vs S={size}",
         )
-    else:
+    if spec.batching == "none":
         checks.add(
             model,
             "max_batch_size 0 (one bag per request)",
@@ -168,11 +170,7 @@ def check_model_config(checks: Checks, repo: Path, model: str):
                 want[name][1] == have[name][1],
                 f"config {want[name][1]} vs onnx {have[name][1]}",
             )
-    specs = {
-        contract.ENCODER: (contract.encoder_inputs(0), contract.encoder_outputs(0)),
-        contract.AGGREGATOR: (contract.aggregator_inputs(0), contract.aggregator_outputs()),
-    }[model]
-    contract_names = tuple({t.name for t in tensors} for tensors in specs)
+    contract_names = tuple({t.name for t in tensors} for tensors in (spec.inputs(0, 0), spec.outputs(0, 0)))
     checks.add(
         model,
         "tensor names follow the serving contract",
@@ -227,7 +225,7 @@ def validate_repository(
     if not checks.add("repository", "folder exists", repo.is_dir(), str(repo)):
         return checks
     found = {}
-    for model in (contract.ENCODER, contract.AGGREGATOR):
+    for model in contract.ONNX_MODELS:  # the Python-backend models: check_card, check_file_encoder
         result = check_model_config(checks, repo, model)
         if result is not None:
             found[model] = result

@@ -20,8 +20,6 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-
 from slamctl import contract, shm_token
 from slamctl.errors import SlamError
 from slamctl.serving import proxy_fix
@@ -70,57 +68,51 @@ def triton_config(settings: ServerSettings):
 
 
 def bind_models(triton, models: list[ServedModel], card: bytes, threads: int) -> None:
-    """Bind the two ONNX models (one session each), the file encoder on the encoder's session,
-    and the model card."""
+    """Bind every served model as its config says: its tensors, its batching, and its inference
+    callable (serving/inference.py): an ONNX model on its own session, the file encoder on the
+    encoder's, the model card on the card."""
     from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
 
-    sessions = {}
+    by_name = {m.name: m for m in models}
+    sessions = {m.name: make_session(m, threads) for m in models if m.onnx_path is not None}
     for m in models:
-        session = sessions[m.name] = make_session(m, threads)
-        batching = m.max_batch_size > 0
-        model_config = ModelConfig(
-            batching=batching,
-            max_batch_size=max(m.max_batch_size, 1),
-            batcher=DynamicBatcher(
+        if m.onnx_path is not None:
+            log.info(
+                "loaded %s version %d (%s) on %s",
+                m.name,
+                m.version,
+                m.onnx_path,
+                sessions[m.name].get_providers()[0],
+            )
+    callables = {
+        contract.ENCODER: lambda m: batched_infer(sessions[m.name], m),
+        contract.AGGREGATOR: lambda m: bag_infer(sessions[m.name], m),
+        contract.FILE_ENCODER: lambda m: files_infer(
+            sessions[contract.ENCODER], by_name[contract.ENCODER], json.loads(card).get("image_size")
+        ),
+        contract.MODEL_CARD: lambda m: card_infer(card),
+    }
+    assert set(callables) == set(contract.SERVED_MODELS), "a served model without its callable"
+    for m in models:
+        batcher = None
+        if m.dynamic:
+            batcher = DynamicBatcher(
                 max_queue_delay_microseconds=m.max_queue_delay_us,
                 preferred_batch_size=m.preferred_batch_sizes or None,
-            ),
-        )
+            )
         triton.bind(
             model_name=m.name,
             model_version=m.version,
-            infer_func=batched_infer(session, m) if batching else bag_infer(session, m),
+            infer_func=callables[m.name](m),
             inputs=[Tensor(name=n, dtype=d, shape=s) for n, d, s in m.inputs],
             outputs=[Tensor(name=n, dtype=d, shape=s) for n, d, s in m.outputs],
-            config=model_config,
+            # a batch dimension without the batcher (the file encoder, export/model_config.py):
+            # a request with a malformed element would fail every request merged with it
+            config=ModelConfig(
+                batching=m.max_batch_size > 0, max_batch_size=max(m.max_batch_size, 1), batcher=batcher
+            ),
             strict=True,
         )
-        log.info(
-            "loaded %s version %d (%s) on %s", m.name, m.version, m.onnx_path, session.get_providers()[0]
-        )
-    encoder = next(m for m in models if m.name == contract.ENCODER)
-    triton.bind(  # the encoded wire path: files in, embeddings out (the encoder's session)
-        model_name=contract.FILE_ENCODER,
-        model_version=encoder.version,
-        infer_func=files_infer(sessions[contract.ENCODER], encoder, json.loads(card).get("image_size")),
-        inputs=[Tensor(name=contract.CELL_FILES, dtype=np.bytes_, shape=(1,))],
-        outputs=[
-            Tensor(name=contract.EMBEDDINGS, dtype=np.float32, shape=encoder.outputs[0][2]),
-            Tensor(name=contract.CELL_ERRORS, dtype=np.bytes_, shape=(1,)),
-        ],
-        # no dynamic batcher (export/file_encoder.py): a request with a malformed element
-        # would fail every request merged with it, other clients' bags included
-        config=ModelConfig(batching=True, max_batch_size=encoder.max_batch_size, batcher=None),
-        strict=True,
-    )
-    triton.bind(
-        model_name=contract.MODEL_CARD,
-        infer_func=card_infer(card),
-        inputs=[Tensor(name=t.name, dtype=t.numpy_dtype, shape=t.dims) for t in contract.card_inputs()],
-        outputs=[Tensor(name=t.name, dtype=np.bytes_, shape=t.dims) for t in contract.card_outputs()],
-        config=ModelConfig(batching=False),
-        strict=True,
-    )
 
 
 def serve(settings: ServerSettings, *, on_ready: Callable[[list[ServedModel]], None] | None = None) -> None:

@@ -6,6 +6,7 @@ the client. Shapes here exclude the batch dimension of batching models.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,8 +25,6 @@ CARD = "CARD"  # the card model's output: the model card as one JSON BYTES eleme
 FILE_ENCODER = "slam_encoder_files"
 CELL_FILES = "CELL_FILES"  # BYTES [1] per cell: the file's bytes
 CELL_ERRORS = "CELL_ERRORS"  # BYTES [1] per cell: "" or why the file was not decoded
-ONNX_MODELS = (ENCODER, AGGREGATOR)  # the two ONNX files of a version, in the model id's order
-SERVED_MODELS = (*ONNX_MODELS, MODEL_CARD, FILE_ENCODER)  # what a server must have ready
 
 ENCODER_MIN_MAX_BATCH = 256  # the encoder's max_batch_size is at least this
 DEFAULT_MAX_BAG_CELLS = 20_000  # the aggregator's TensorRT profile covers bags up to this
@@ -85,3 +84,55 @@ def file_encoder_inputs() -> tuple[TensorSpec, ...]:
 
 def file_encoder_outputs(dim: int) -> tuple[TensorSpec, ...]:
     return (TensorSpec(EMBEDDINGS, "TYPE_FP32", (dim,)), TensorSpec(CELL_ERRORS, "TYPE_STRING", (1,)))
+
+
+ONNX_PLATFORM = "onnxruntime_onnx"  # an ONNX file, run by ONNX Runtime (TensorRT on GPU servers)
+PYTHON_BACKEND = "python"  # a model of Triton's Python backend (export/triton_models/)
+BATCHINGS = {
+    "dynamic": "a batch dimension, and Triton's dynamic batcher merges requests",
+    "batch": "a batch dimension, requests never merged (one malformed element fails its request alone)",
+    "none": "max_batch_size 0: one request is one item (a bag, a card)",
+}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One served model: what export/model_config.py writes into its config.pbtxt, what the
+    server binds, what validation checks and what a client waits for."""
+
+    name: str
+    backend: str  # ONNX_PLATFORM or PYTHON_BACKEND
+    batching: str  # a key of BATCHINGS
+    inputs: Callable[[int, int], tuple[TensorSpec, ...]]  # (S, D) -> the input tensors
+    outputs: Callable[[int, int], tuple[TensorSpec, ...]]  # (S, D) -> the output tensors
+    wire: str | None = None  # needed only by clients of this --wire; None: by every client
+
+
+# The served models, in the model id's order. Adding one is a row here, its model code (an
+# ONNX export or a module in export/triton_models/), its config extras in
+# export/model_config.py and its inference callable in serving/inference.py.
+SERVED = (
+    ModelSpec(
+        ENCODER, ONNX_PLATFORM, "dynamic", lambda s, d: encoder_inputs(s), lambda s, d: encoder_outputs(d)
+    ),
+    ModelSpec(
+        AGGREGATOR,
+        ONNX_PLATFORM,
+        "none",
+        lambda s, d: aggregator_inputs(d),
+        lambda s, d: aggregator_outputs(),
+    ),
+    ModelSpec(MODEL_CARD, PYTHON_BACKEND, "none", lambda s, d: card_inputs(), lambda s, d: card_outputs()),
+    ModelSpec(
+        FILE_ENCODER,
+        PYTHON_BACKEND,
+        "batch",
+        lambda s, d: file_encoder_inputs(),
+        lambda s, d: file_encoder_outputs(d),
+        wire="encoded",
+    ),
+)
+SPECS = {m.name: m for m in SERVED}
+ONNX_MODELS = tuple(m.name for m in SERVED if m.backend == ONNX_PLATFORM)  # a version's ONNX files
+SERVED_MODELS = tuple(m.name for m in SERVED)  # what a server must have ready
+assert all(m.batching in BATCHINGS for m in SERVED)

@@ -4,7 +4,7 @@ bytes in, embeddings and a reason per undecodable file out.
 The files are decoded by the client's own code (slamctl.images.cell_or_reason, from bytes), so
 the embeddings are those of the pixel path, and a bad file is the same per-cell skip with the
 same reason. Used by the embedded server and by the production repository's Python-backend
-model (export/file_encoder.py), which runs the encoder through Triton (BLS). Torch-free.
+model (export/triton_models/file_encoder_model.py), which runs the encoder through Triton (BLS). Torch-free.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 import json
 
 from slamctl import contract
+from slamctl.export.model_config import parse_config
 from tests.conftest import run_cli
 
 
@@ -39,10 +40,8 @@ def test_export_then_validate_and_versions(tiny_models, tmp_path):
     card = json.loads((repo / contract.MODEL_CARD / "2" / "card.json").read_text())
     assert card["degenerate"] is True and card["version"] == 2 and 0 <= card["threshold"] <= 1
     assert manifest["versions"]["2"]["threshold"] == card["threshold"]
-    config = (repo / contract.AGGREGATOR / "config.pbtxt").read_text()
-    assert (
-        f'key: "{contract.THRESHOLD_PARAMETER}" value: {{ string_value: "{card["threshold"]!r}" }}' in config
-    )
+    config = parse_config(repo / contract.AGGREGATOR / "config.pbtxt")
+    assert config.parameters[contract.THRESHOLD_PARAMETER].string_value == repr(card["threshold"])
     r = run_cli(
         "export", "validate", repo, "--encoder", tiny_models.encoder, "--aggregator", tiny_models.aggregator
     )

@@ -239,7 +239,8 @@ def test_a_bag_over_the_served_limit_fails_before_any_cell_is_embedded(tiny_mode
     """The client learns the largest bag from the served model card and refuses a larger bag
     before it sends a single cell: one clean line, no server traceback."""
     from slamctl.export.onnx_export import export_pair
-    from slamctl.export.repository import RepositorySettings, write_repository
+    from slamctl.export.repository import write_repository
+    from slamctl.export.settings import RepositorySettings
 
     repo = tmp_path / "repo"
     pair = export_pair(tiny_models.encoder, tiny_models.aggregator, tmp_path / "onnx", allow_degenerate=True)

@@ -5,6 +5,7 @@ import onnx
 import pytest
 
 from slamctl import contract
+from slamctl.export.model_config import parse_config
 from slamctl.export.runs import same_top_cells
 from slamctl.export.validate import validate_repository
 
@@ -59,7 +60,7 @@ def test_a_config_changed_behind_the_manifest_is_caught(repo):
 
 
 def test_wrong_dim_in_config(repo):
-    edit_config(repo, contract.ENCODER, "dims: [ 32, 32, 3 ]", "dims: [ 224, 224, 3 ]")
+    edit_config(repo, contract.ENCODER, "dims: [32, 32, 3]", "dims: [224, 224, 3]")
     assert any("input IMAGES dims" in f for f in failures(repo))
 
 
@@ -72,7 +73,7 @@ def test_renamed_tensor(repo):
 
 def test_preferred_batch_above_max(repo):
     edit_config(
-        repo, contract.ENCODER, "preferred_batch_size: [ 64, 128, 256 ]", "preferred_batch_size: [ 64, 512 ]"
+        repo, contract.ENCODER, "preferred_batch_size: [64, 128, 256]", "preferred_batch_size: [64, 512]"
     )
     assert any("preferred batch sizes <= max_batch_size" in f for f in failures(repo))
 
@@ -101,7 +102,7 @@ def test_checksum_mismatch(repo):
 
 
 def test_syntax_error(repo):
-    edit_config(repo, contract.AGGREGATOR, "max_batch_size: 0", "max_batch_size: 0 }")
+    edit_config(repo, contract.AGGREGATOR, "version_policy {", "version_policy { }}")
     found = failures(repo)
     assert len(found) == 1 and found[0].startswith("config.pbtxt parses:") and "config.pbtxt:3" in found[0]
 
@@ -140,10 +141,14 @@ def test_tensorrt_engine_cache_is_keyed_by_the_model_file(tiny_models, tmp_path)
     from slamctl.training.mil import MilConfig, train_mil
 
     def cache_paths(repo):
-        text = {m: (repo / m / "config.pbtxt").read_text() for m in (contract.ENCODER, contract.AGGREGATOR)}
+        configs = {
+            m: parse_config(repo / m / "config.pbtxt") for m in (contract.ENCODER, contract.AGGREGATOR)
+        }
         return {
-            m: re.search(r'key: "trt_engine_cache_path" value: "([^"]+)"', t).group(1)
-            for m, t in text.items()
+            m: c.optimization.execution_accelerators.gpu_execution_accelerator[0].parameters[
+                "trt_engine_cache_path"
+            ]
+            for m, c in configs.items()
         }
 
     pair = export_pair(tiny_models.encoder, tiny_models.aggregator, tmp_path / "onnx", allow_degenerate=True)

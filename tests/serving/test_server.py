@@ -426,7 +426,7 @@ def test_a_bag_of_zero_cells_gets_the_servers_message(server, dim):
 def test_a_poisoning_client_fails_only_its_own_requests(server, tiny_bags, tmp_path):
     """One client floods slam_encoder_files with elements whose length prefix lies; the
     victim's requests would be merged with them by a dynamic batcher, and the Python backend
-    fails a whole merged batch. Without one (export/file_encoder.py) the victim's bags all
+    fails a whole merged batch. Without one (export/model_config.py) the victim's bags all
     succeed and only the poisoner's requests fail."""
     stop, refused = threading.Event(), []
 
