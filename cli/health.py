@@ -5,7 +5,6 @@ from __future__ import annotations
 import typer
 
 from slamctl import contract
-from slamctl.card import model_id
 from slamctl.cli.options import CertificateChain, PrivateKey, RootCertificates, Ssl, Timeout, Url
 from slamctl.client.settings import CONTROL_TIMEOUT, ClientSettings
 
@@ -56,6 +55,6 @@ def health(
         raise typer.Exit(code=1)
     card = read_card(client, url, timeout)
     typer.echo(
-        f"model id {model_id(card)} (version {card['version']}, exported "
-        f"{card.get('exported_at', 'at an unknown time')}): pin it with infer --expect-model"
+        f"model id {card.model_id} (version {card.version}, exported {card.exported_at}): "
+        "pin it with infer --expect-model"
     )

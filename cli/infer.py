@@ -221,17 +221,17 @@ class BarProgress(Progress):
         self.bar, self.threshold, self.overall, self.task = bar, threshold, None, None
 
     def start(self, models: TritonModels, bags: int) -> None:
-        if models.card["degenerate"]:
+        if models.card.degenerate:
             err.print(
                 styled(
                     "warning:",
                     "yellow",
                     " the served model is flagged degenerate: "
-                    + "; ".join(models.card["health"].get("reasons", [])),
+                    + "; ".join(models.card.health.get("reasons", [])),
                 )
             )
         chosen, source = models.decision_threshold(self.threshold)
-        rule = f"served: {models.card['threshold_rule']}" if source == "server" else source
+        rule = f"served: {models.card.threshold_rule}" if source == "server" else source
         err.print(f"threshold {chosen:.3f} ({rule})")
         self.overall = self.bar.add_task("bags", total=bags, info="")
 

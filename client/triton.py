@@ -16,7 +16,7 @@ from tritonclient.grpc import service_pb2
 from tritonclient.utils import InferenceServerException
 
 from slamctl import contract, shm_token
-from slamctl.card import client_version, model_id, parse_card
+from slamctl.card import ServedCard, client_version
 from slamctl.client import metrics, wire
 from slamctl.client.channel import channel_credentials, channel_options, failure_kind, open_channel
 from slamctl.client.results import BagFailure
@@ -70,10 +70,10 @@ class TritonModels:
         # cells per encoder request: --batch-size, at most the encoder's max_batch_size
         self.batch_size = min(settings.batch_size, int(enc.max_batch_size) or settings.batch_size)
         self.card = read_card(self.client, settings.url, wait)
-        self.threshold = float(self.card["threshold"])  # chosen on validation bags by `train mil`
-        self.image_size = int(self.card["image_size"])  # the training image size (see prepare_cell)
-        self.max_bag = int(self.card["max_bag_cells"])
-        self.model_id = model_id(self.card)  # what --expect-model pins
+        self.threshold = self.card.threshold  # chosen on validation bags by `train mil`
+        self.image_size = self.card.image_size  # the training image size (see prepare_cell)
+        self.max_bag = self.card.max_bag_cells
+        self.model_id = self.card.model_id  # what --expect-model pins
         self.shared = self._shared_regions(wait) if settings.shm else None
 
     def _shared_regions(self, wait: float) -> SharedRegions:
@@ -101,11 +101,11 @@ class TritonModels:
         if expect_model is not None and not self.model_id.startswith(expect_model.lower()):
             raise SlamError(
                 f"--expect-model {expect_model}: {self.settings.url} serves model {self.model_id} "
-                f"(version {self.card['version']}), not the pinned one"
+                f"(version {self.card.version}), not the pinned one"
             )
-        if model_version is not None and int(self.card["version"]) != model_version:
+        if model_version is not None and self.card.version != model_version:
             raise SlamError(
-                f"--model-version {model_version}: {self.settings.url} serves version {self.card['version']} "
+                f"--model-version {model_version}: {self.settings.url} serves version {self.card.version} "
                 f"(model {self.model_id})"
             )
 
@@ -114,18 +114,18 @@ class TritonModels:
         return {
             "server": self.settings.url,
             "model_id": self.model_id,
-            "model_version": self.card["version"],
+            "model_version": self.card.version,
             "models": {
-                name: {"name": served, "sha256": self.card["sha256"].get(name)}
+                name: {"name": served, "sha256": self.card.sha256.get(name)}
                 for name, served in (
                     (contract.ENCODER, self.settings.encoder_model),
                     (contract.AGGREGATOR, self.settings.aggregator_model),
                 )
             },
-            "exported_at": self.card.get("exported_at"),
+            "exported_at": self.card.exported_at,
             "input_size": self.size,
             "server_threshold": self.threshold,
-            "threshold_rule": self.card["threshold_rule"],
+            "threshold_rule": self.card.threshold_rule,
             "client": {"slamctl": client_version()},
         }
 
@@ -174,7 +174,7 @@ class TritonModels:
         return result.as_numpy(contract.BAG_PROBS), result.as_numpy(contract.ATTENTION)
 
 
-def read_card(client: grpcclient.InferenceServerClient, url: str, wait: float) -> dict:
+def read_card(client: grpcclient.InferenceServerClient, url: str, wait: float) -> ServedCard:
     """The served model card (export/card.py): threshold, sizes, checksums (infer, health)."""
     request = grpcclient.InferInput(contract.CARD_REQUEST, [1], contract.card_inputs()[0].wire_dtype)
     request.set_data_from_numpy(np.zeros(1, dtype=contract.card_inputs()[0].numpy_dtype))
@@ -188,7 +188,7 @@ def read_card(client: grpcclient.InferenceServerClient, url: str, wait: float) -
         raise SlamError(
             f"{url} {contract.MODEL_CARD}: the server sent no readable model card ({e})"
         ) from None
-    return parse_card(data, f"{url} {contract.MODEL_CARD}")
+    return ServedCard.from_json(data, f"{url} {contract.MODEL_CARD}")
 
 
 def unreachable(url: str, ssl: bool = False) -> SlamError:

@@ -17,6 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from slamctl import contract
+from slamctl.card import ServedCard
 
 CARD_FILE = "card.json"
 
@@ -32,8 +33,7 @@ def newest_card_path(repository: Path) -> Path:
     return card_path(repository, existing_versions(Path(repository) / contract.MODEL_CARD)[-1])
 
 
-def newest_card(repository: Path) -> dict:
-    """The served card: card.json of the newest version (export validate has checked it)."""
-    import json
-
-    return json.loads(newest_card_path(repository).read_text())
+def newest_card(repository: Path) -> ServedCard:
+    """The served card: card.json of the newest version."""
+    path = newest_card_path(repository)
+    return ServedCard.from_json(path.read_bytes(), str(path))

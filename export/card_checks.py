@@ -39,7 +39,7 @@ def _python_model_config(checks: Checks, repo: Path, model: str):
 
 def check_card(checks: Checks, repo: Path, onnx_paths: dict[str, Path]) -> None:
     """The model card model: config, files, and a card that matches the served ONNX files."""
-    from slamctl.card import parse_card
+    from slamctl.card import ServedCard
     from slamctl.checksum import sha256_of
     from slamctl.export.card import CARD_FILE
     from slamctl.export.repository import existing_versions
@@ -58,7 +58,7 @@ def check_card(checks: Checks, repo: Path, onnx_paths: dict[str, Path]) -> None:
     if not checks.add(model, "a version folder with card.json and model.py", ok, str(folder)):
         return
     try:
-        card = parse_card((folder / CARD_FILE).read_bytes(), str(folder / CARD_FILE))
+        card = ServedCard.from_json((folder / CARD_FILE).read_bytes(), str(folder / CARD_FILE))
     except SlamError as e:
         checks.add(model, "card.json is a model card", False, str(e))
         return
@@ -66,22 +66,22 @@ def check_card(checks: Checks, repo: Path, onnx_paths: dict[str, Path]) -> None:
     checks.add(
         model,
         "card version equals its folder",
-        str(card["version"]) == folder.name,
-        f"{card['version']} in {folder.name}/",
+        str(card.version) == folder.name,
+        f"{card.version} in {folder.name}/",
     )
-    checks.add(model, "threshold in [0, 1]", 0 <= float(card["threshold"]) <= 1, str(card["threshold"]))
+    checks.add(model, "threshold in [0, 1]", 0 <= card.threshold <= 1, str(card.threshold))
     digests = {name: sha256_of(path) for name, path in onnx_paths.items()}
     for name, path in onnx_paths.items():
-        ok = card["sha256"].get(name) == digests[name]
+        ok = card.sha256.get(name) == digests[name]
         checks.add(
             model,
             f"card's sha256 of {name} matches {path.parent.name}/model.onnx",
             ok,
-            "matches" if ok else f"card {str(card['sha256'].get(name))[:12]}... differs from {path}",
+            "matches" if ok else f"card {str(card.sha256.get(name))[:12]}... differs from {path}",
         )
     for name in contract.SERVED_MODELS:  # the id covers them
         path = repo / name / "config.pbtxt"
-        ok = path.is_file() and card["config_sha256"].get(name) == sha256_of(path)
+        ok = path.is_file() and card.config_sha256.get(name) == sha256_of(path)
         checks.add(
             model, f"card's sha256 of {name}/config.pbtxt matches", ok, "matches" if ok else f"{path} differs"
         )
@@ -111,7 +111,6 @@ def check_model_card(
     checks: Checks, folder: Path, served: dict, onnx_paths: dict[str, Path], digests: dict[str, str]
 ) -> None:
     """model_card.json names the served files' checksums; MODEL_CARD.md is its rendering."""
-    from slamctl.card import model_id
     from slamctl.export.model_card import MODEL_CARD_JSON, MODEL_CARD_MD, render_markdown
 
     model = contract.MODEL_CARD
@@ -137,7 +136,7 @@ def check_model_card(
             "matches" if ok else f"{path} differs from {onnx_path}",
         )
     if len(digests) == len(contract.ONNX_MODELS):  # a model that failed its own checks is reported there
-        ok = card.get("model_id") == model_id(served)
+        ok = card.get("model_id") == served.model_id
         checks.add(model, "model card's model id is the served pair's", ok, card.get("model_id", "absent"))
     ok = markdown == render_markdown(card)
     checks.add(

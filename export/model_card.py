@@ -18,7 +18,7 @@ import platform
 from pathlib import Path
 
 from slamctl import contract
-from slamctl.card import client_version, model_id
+from slamctl.card import ServedCard, client_version
 from slamctl.errors import SlamError
 
 MODEL_CARD_JSON = "model_card.json"
@@ -119,24 +119,24 @@ def limitations(card: dict) -> list[str]:
     return found
 
 
-def build_model_card(served: dict, training: dict, data: dict, evaluation: dict | None) -> dict:
+def build_model_card(served: ServedCard, training: dict, data: dict, evaluation: dict | None) -> dict:
     """The whole card: the served card's facts (version, threshold, checksums, ...) with how
     the pair was made (`training`: from the checkpoints, see export_pair)."""
     card = {
-        "model_id": model_id(served),
-        "version": served["version"],
-        "exported_at": served["exported_at"],
+        "model_id": served.model_id,
+        "version": served.version,
+        "exported_at": served.exported_at,
         "intended_use": INTENDED_USE,
         "files": {
-            f"{name}/{served['version']}/model.onnx": served["sha256"][name] for name in contract.ONNX_MODELS
+            f"{name}/{served.version}/model.onnx": served.sha256[name] for name in contract.ONNX_MODELS
         },
-        "threshold": served["threshold"],
-        "threshold_rule": served["threshold_rule"],
-        "input_size": served["input_size"],
-        "image_size": served["image_size"],
-        "dim": served["dim"],
-        "features": served["features"],
-        "max_bag_cells": served["max_bag_cells"],
+        "threshold": served.threshold,
+        "threshold_rule": served.threshold_rule,
+        "input_size": served.input_size,
+        "image_size": served.image_size,
+        "dim": served.dim,
+        "features": served.features,
+        "max_bag_cells": served.max_bag_cells,
         "training_data": data,
         "pretraining": training["pretraining"],
         "aggregator": training["aggregator"],

@@ -27,6 +27,7 @@ import json
 from pathlib import Path
 
 from slamctl import contract
+from slamctl.card import ServedCard
 from slamctl.checksum import sha256_of
 from slamctl.errors import SlamError
 from slamctl.export import triton_models
@@ -101,27 +102,27 @@ def write_repository(
     for name, text in configs.items():
         (repository / name).mkdir(parents=True, exist_ok=True)
         write_atomic(repository / name / "config.pbtxt", text.encode())
-    card = {
-        "version": version,
-        "threshold": pair.threshold,
-        "threshold_rule": pair.threshold_rule,
-        "input_size": pair.size,
-        "image_size": pair.image_size,
-        "dim": pair.dim,
-        "features": pair.features,
-        "aggregator": pair.aggregator_name,
-        "max_bag_cells": settings.max_bag_cells,
-        "degenerate": bool(pair.health.get("degenerate", False)),
-        "health": pair.health,
-        "sha256": digests,
-        "config_sha256": {name: hashlib.sha256(text.encode()).hexdigest() for name, text in configs.items()},
-        "precision": {contract.ENCODER: pair.encoder_precision, contract.AGGREGATOR: "fp32"},
-        "device": settings.device,
-        "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
+    card = ServedCard(
+        version=version,
+        threshold=pair.threshold,
+        threshold_rule=pair.threshold_rule,
+        input_size=pair.size,
+        image_size=pair.image_size,
+        dim=pair.dim,
+        features=pair.features,
+        aggregator=pair.aggregator_name,
+        max_bag_cells=settings.max_bag_cells,
+        degenerate=bool(pair.health.get("degenerate", False)),
+        health=pair.health,
+        sha256=digests,
+        config_sha256={name: hashlib.sha256(text.encode()).hexdigest() for name, text in configs.items()},
+        precision={contract.ENCODER: pair.encoder_precision, contract.AGGREGATOR: "fp32"},
+        device=settings.device,
+        exported_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    )
     card_file = card_path(repository, version)
     card_file.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(card_file, (json.dumps(card, indent=2) + "\n").encode())
+    write_atomic(card_file, card.to_json().encode())
     write_atomic(card_file.parent / "model.py", triton_models.source(triton_models.CARD_MODEL))
     data = dataset_facts(pair.data_dir) if data is None else data
     write_model_card(card_file.parent, build_model_card(card, pair.training, data, evaluation))
@@ -137,13 +138,13 @@ def write_repository(
             manifest["files"][rel] = sha256_of(repository / rel)
     manifest["latest_version"] = max(version, manifest.get("latest_version", 0))
     manifest.setdefault("versions", {})[str(version)] = {
-        "exported_at": card["exported_at"],
+        "exported_at": card.exported_at,
         "features": pair.features,
         "dim": pair.dim,
         "input_size": pair.size,
         "threshold": pair.threshold,
         "threshold_rule": pair.threshold_rule,
-        "degenerate": card["degenerate"],
+        "degenerate": card.degenerate,
         **(sources or {}),
     }
     write_atomic(manifest_path, (json.dumps(manifest, indent=2) + "\n").encode())

@@ -161,7 +161,7 @@ def check_int8_decisions(
         [(b.bag_id, list(b.files)) for b in bags],
         fp32.image_size,
         fp32.size,
-        float(card["threshold"]),
+        card.threshold,
         top_k,
     )
     checks.add(

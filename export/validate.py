@@ -261,4 +261,4 @@ def served_precision(repo: Path) -> str:
     """The encoder's precision the newest card records (fp32 for cards from before INT8)."""
     from slamctl.export.card import newest_card
 
-    return newest_card(repo).get("precision", {}).get(contract.ENCODER, "fp32")
+    return newest_card(repo).precision[contract.ENCODER]

@@ -13,7 +13,6 @@ puts the interpreter's LIBDIR at the front of LD_LIBRARY_PATH before Triton star
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import signal
@@ -21,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from slamctl import contract, shm_token
+from slamctl.card import ServedCard
 from slamctl.errors import SlamError
 from slamctl.serving import proxy_fix
 from slamctl.serving.inference import (
@@ -88,7 +88,9 @@ def bind_models(triton, models: list[ServedModel], card: bytes, threads: int) ->
         contract.ENCODER: lambda m: batched_infer(sessions[m.name], m),
         contract.AGGREGATOR: lambda m: bag_infer(sessions[m.name], m),
         contract.FILE_ENCODER: lambda m: files_infer(
-            sessions[contract.ENCODER], by_name[contract.ENCODER], json.loads(card).get("image_size")
+            sessions[contract.ENCODER],
+            by_name[contract.ENCODER],
+            ServedCard.from_json(card, contract.MODEL_CARD).image_size,
         ),
         contract.MODEL_CARD: lambda m: card_infer(card),
     }

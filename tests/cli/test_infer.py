@@ -526,8 +526,8 @@ def test_ctrl_c_and_sigterm_keep_the_bags_done_and_say_how_to_resume(server, tin
 def test_each_result_records_its_provenance(server, tiny_repository, tiny_bags, tmp_path):
     import hashlib
 
-    from slamctl.card import model_id
     from slamctl.client.bags import input_digest
+    from slamctl.export.card import newest_card
 
     r = run_cli("infer", tiny_bags / "bag_0002", "--url", server.grpc_url, "--out", tmp_path)
     assert r.code == 0, r.err
@@ -537,8 +537,8 @@ def test_each_result_records_its_provenance(server, tiny_repository, tiny_bags, 
         for name in contract.ONNX_MODELS
     }
     assert {n: m["sha256"] for n, m in provenance["models"].items()} == served
-    card = json.loads((tiny_repository / contract.MODEL_CARD / "1" / "card.json").read_text())
-    assert provenance["model_id"] == model_id(card) and provenance["model_version"] == 1
+    card = newest_card(tiny_repository)
+    assert provenance["model_id"] == card.model_id and provenance["model_version"] == 1
     assert provenance["client"]["slamctl"] and provenance["decided_at"].endswith("+00:00")
     files = sorted(p for p in (tiny_bags / "bag_0002").iterdir())
     assert provenance["input_sha256"] == input_digest(
@@ -550,10 +550,7 @@ def test_each_result_records_its_provenance(server, tiny_repository, tiny_bags, 
 
 
 def test_pinning_refuses_another_model(server, tiny_bags, tmp_path):
-    from slamctl.card import model_id
-
-    card = TritonModels(ClientSettings(url=server.grpc_url)).card
-    served = model_id(card)
+    served = TritonModels(ClientSettings(url=server.grpc_url)).card.model_id
     r = run_cli(
         "infer",
         tiny_bags / "bag_0002",
@@ -663,7 +660,7 @@ def test_encoded_wire_gives_the_pixel_paths_embeddings_and_skips(server, tiny_ba
     inp.set_data_from_numpy(blobs)
     answer = client.infer(contract.FILE_ENCODER, [inp], client_timeout=60)
     card = TritonModels(ClientSettings(url=server.grpc_url)).card
-    images = np.stack([prepare_cell(f, card["image_size"], card["input_size"]) for f in files])
+    images = np.stack([prepare_cell(f, card.image_size, card.input_size) for f in files])
     pixels = grpcclient.InferInput(contract.IMAGES, list(images.shape), "UINT8")
     pixels.set_data_from_numpy(images)
     want = client.infer(contract.ENCODER, [pixels], client_timeout=60).as_numpy(contract.EMBEDDINGS)

@@ -204,15 +204,14 @@ def test_the_model_id_covers_the_threshold_and_every_config(repo):
     """A repository resealed with threshold 0.99 and another max_batch_size has another model
     id (so --expect-model refuses it), and a config changed behind the card fails validate
     even with the manifest resealed."""
-    from slamctl.card import model_id
+    from dataclasses import replace
 
-    card_path = repo / contract.MODEL_CARD / "1" / "card.json"
-    card = json.loads(card_path.read_text())
-    assert set(card["config_sha256"]) == {*contract.ONNX_MODELS, contract.MODEL_CARD, contract.FILE_ENCODER}
-    assert model_id({**card, "threshold": 0.99}) != model_id(card)
-    for name in card["config_sha256"]:
-        assert model_id({**card, "config_sha256": {**card["config_sha256"], name: "0" * 64}}) != model_id(
-            card
-        )
+    from slamctl.export.card import newest_card
+
+    card = newest_card(repo)
+    assert set(card.config_sha256) == set(contract.SERVED_MODELS)
+    assert replace(card, threshold=0.99).model_id != card.model_id
+    for name in card.config_sha256:
+        assert replace(card, config_sha256={**card.config_sha256, name: "0" * 64}).model_id != card.model_id
     edit_config(repo, contract.ENCODER, "max_batch_size: 256", "max_batch_size: 100000", card=False)
     assert any(f"card's sha256 of {contract.ENCODER}/config.pbtxt matches" in f for f in failures(repo))
