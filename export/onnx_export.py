@@ -118,19 +118,9 @@ def _set_metadata(model: onnx.ModelProto, meta: dict) -> None:
         entry.key, entry.value = key, value if isinstance(value, str) else json.dumps(value)
 
 
-def export_pair(
-    encoder: str | Path,
-    aggregator_ckpt: Path,
-    workdir: Path,
-    *,
-    weights: Path | None = None,
-    allow_degenerate: bool = False,
-) -> ExportedPair:
-    """Both models as checked ONNX protos (files under `workdir` are scratch). `encoder`: a
-    pretraining checkpoint, or a foundation encoder's name with its `weights` file.
-
-    A MIL checkpoint flagged degenerate (uniform attention or constant outputs) is refused
-    unless `allow_degenerate`."""
+def open_pair(encoder: str | Path, aggregator_ckpt: Path, weights: Path | None, allow_degenerate: bool):
+    """The encoder the aggregator was trained on, and the aggregator: (extractor, aggregator,
+    its checkpoint); one-line errors for a pair that does not belong together."""
     aggregator, mil_ckpt = load_mil(aggregator_ckpt)
     emb_meta = mil_ckpt["embedding"]
     trained_on = emb_meta.get("encoder_name", "slamctl")
@@ -152,15 +142,33 @@ def export_pair(
             f"{aggregator_ckpt}: degenerate model ({'; '.join(health['reasons'])}): it decides nothing; "
             "retrain it, or pass --allow-degenerate to export it anyway"
         )
+    if ex.dim != int(mil_ckpt["in_dim"]):
+        raise SlamError(
+            f"{aggregator_ckpt}: expects D={mil_ckpt['in_dim']} but the encoder's {ex.features} has D={ex.dim}"
+        )
+    if emb_meta.get("encoder_sha256") not in (None, ex.sha256):
+        raise SlamError(f"{aggregator_ckpt}: was trained on embeddings of another encoder than {ex.path}")
+    return ex, aggregator, mil_ckpt
+
+
+def export_pair(
+    encoder: str | Path,
+    aggregator_ckpt: Path,
+    workdir: Path,
+    *,
+    weights: Path | None = None,
+    allow_degenerate: bool = False,
+) -> ExportedPair:
+    """Both models as checked ONNX protos (files under `workdir` are scratch). `encoder`: a
+    pretraining checkpoint, or a foundation encoder's name with its `weights` file.
+
+    A MIL checkpoint flagged degenerate (uniform attention or constant outputs) is refused
+    unless `allow_degenerate`."""
+    ex, aggregator, mil_ckpt = open_pair(encoder, aggregator_ckpt, weights, allow_degenerate)
     threshold, threshold_rule = stored_threshold(mil_ckpt)
-    features, dim, size = ex.features, int(mil_ckpt["in_dim"]), ex.crop_size
-    if ex.dim != dim:
-        raise SlamError(f"{aggregator_ckpt}: expects D={dim} but the encoder's {features} has D={ex.dim}")
+    features, dim, size = ex.features, ex.dim, ex.crop_size
     workdir.mkdir(parents=True, exist_ok=True)
     enc_sha, agg_sha = ex.sha256, sha256_of(aggregator_ckpt)
-    if emb_meta.get("encoder_sha256") not in (None, enc_sha):
-        raise SlamError(f"{aggregator_ckpt}: was trained on embeddings of another encoder than {ex.path}")
-
     enc = encoder_to_onnx(ex.module, size, workdir / "encoder.onnx")
     agg = _to_onnx(
         AggregatorGraph(aggregator),
@@ -198,6 +206,7 @@ def export_pair(
     )
     for model in (enc, agg):
         onnx.checker.check_model(model)
+    health = mil_ckpt.get("health", {})
     training = {
         "pretraining": {"encoder": ex.encoder, **ex.pretraining},
         "aggregator": {

@@ -129,6 +129,13 @@ def write_repository(
     files_folder = repository / contract.FILE_ENCODER / str(version)  # the encoded wire path
     files_folder.mkdir(parents=True, exist_ok=True)
     write_atomic(files_folder / "model.py", triton_models.source(triton_models.FILE_ENCODER_MODEL))
+    update_manifest(repository, version, card, sources or {})
+    return version
+
+
+def update_manifest(repository: Path, version: int, card: ServedCard, sources: dict) -> None:
+    """manifest.json: the sha256 of every config and of every file of every version (older
+    versions keep theirs, so they stay verifiable), and what made `version`."""
     manifest_path = repository / MANIFEST
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"files": {}}
     for name in contract.SERVED_MODELS:  # a changed config must not be served
@@ -139,13 +146,12 @@ def write_repository(
     manifest["latest_version"] = max(version, manifest.get("latest_version", 0))
     manifest.setdefault("versions", {})[str(version)] = {
         "exported_at": card.exported_at,
-        "features": pair.features,
-        "dim": pair.dim,
-        "input_size": pair.size,
-        "threshold": pair.threshold,
-        "threshold_rule": pair.threshold_rule,
+        "features": card.features,
+        "dim": card.dim,
+        "input_size": card.input_size,
+        "threshold": card.threshold,
+        "threshold_rule": card.threshold_rule,
         "degenerate": card.degenerate,
-        **(sources or {}),
+        **sources,
     }
     write_atomic(manifest_path, (json.dumps(manifest, indent=2) + "\n").encode())
-    return version

@@ -77,25 +77,9 @@ def _check_profiles(checks: Checks, model: str, config, tensors: dict) -> None:
             )
 
 
-def check_model_config(checks: Checks, repo: Path, model: str):
-    """Parse and check one model's config against the contract and its ONNX graph."""
-    import onnx
-
-    from slamctl.export.repository import existing_versions
-
-    config_path = repo / model / "config.pbtxt"
-    if not checks.add(model, "config.pbtxt exists", config_path.is_file(), str(config_path)):
-        return None
-    try:
-        config = parse_config(config_path)
-    except SlamError as e:
-        checks.add(model, "config.pbtxt parses", False, str(e))
-        return None
-    checks.add(model, "config.pbtxt parses", True)
-    checks.add(model, "name matches folder", config.name == model, f"name {config.name!r}")
+def check_batching(checks: Checks, model: str, config) -> None:
+    """Batching as the contract's table says, and the encoder's batch limits."""
     spec = contract.SPECS[model]
-    checks.add(model, f"platform {spec.backend}", config.platform == spec.backend, config.platform)
-    batching = config.max_batch_size > 0
     if spec.batching == "dynamic":
         checks.add(model, "dynamic batching", config.HasField("dynamic_batching"))
     if model == contract.ENCODER:
@@ -128,24 +112,10 @@ def check_model_config(checks: Checks, repo: Path, model: str):
             str(config.max_batch_size),
         )
 
-    versions = existing_versions(repo / model)
-    if not checks.add(
-        model,
-        "a version folder with model.onnx",
-        versions and (repo / model / str(versions[-1]) / "model.onnx").is_file(),
-        f"versions {versions}",
-    ):
-        return None
-    onnx_path = repo / model / str(versions[-1]) / "model.onnx"
-    try:
-        graph = onnx.load(str(onnx_path))
-        onnx.checker.check_model(graph)
-    except Exception as e:  # onnx raises DecodeError, ValidationError, ...
-        checks.add(
-            model, "model.onnx loads and passes onnx.checker", False, f"{onnx_path}: {type(e).__name__}"
-        )
-        return None
-    checks.add(model, "model.onnx loads and passes onnx.checker", True, str(onnx_path))
+
+def check_tensors(checks: Checks, model: str, config, graph, batching: bool) -> None:
+    """The config's tensors equal the ONNX graph's (names, dtypes, dims) and the contract's names."""
+    spec = contract.SPECS[model]
     for kind, entries, values in (
         ("input", config.input, graph.graph.input),
         ("output", config.output, graph.graph.output),
@@ -177,6 +147,48 @@ def check_model_config(checks: Checks, repo: Path, model: str):
         ({e.name for e in config.input}, {e.name for e in config.output}) == contract_names,
         f"inputs {[e.name for e in config.input]}, outputs {[e.name for e in config.output]}",
     )
+
+
+def check_model_config(checks: Checks, repo: Path, model: str):
+    """Parse and check one model's config against the contract and its ONNX graph."""
+    import onnx
+
+    from slamctl.export.repository import existing_versions
+
+    config_path = repo / model / "config.pbtxt"
+    if not checks.add(model, "config.pbtxt exists", config_path.is_file(), str(config_path)):
+        return None
+    try:
+        config = parse_config(config_path)
+    except SlamError as e:
+        checks.add(model, "config.pbtxt parses", False, str(e))
+        return None
+    checks.add(model, "config.pbtxt parses", True)
+    checks.add(model, "name matches folder", config.name == model, f"name {config.name!r}")
+    spec = contract.SPECS[model]
+    checks.add(model, f"platform {spec.backend}", config.platform == spec.backend, config.platform)
+    batching = config.max_batch_size > 0
+    check_batching(checks, model, config)
+
+    versions = existing_versions(repo / model)
+    if not checks.add(
+        model,
+        "a version folder with model.onnx",
+        versions and (repo / model / str(versions[-1]) / "model.onnx").is_file(),
+        f"versions {versions}",
+    ):
+        return None
+    onnx_path = repo / model / str(versions[-1]) / "model.onnx"
+    try:
+        graph = onnx.load(str(onnx_path))
+        onnx.checker.check_model(graph)
+    except Exception as e:  # onnx raises DecodeError, ValidationError, ...
+        checks.add(
+            model, "model.onnx loads and passes onnx.checker", False, f"{onnx_path}: {type(e).__name__}"
+        )
+        return None
+    checks.add(model, "model.onnx loads and passes onnx.checker", True, str(onnx_path))
+    check_tensors(checks, model, config, graph, batching)
     if any(g.kind == g.KIND_GPU for g in config.instance_group):  # CPU repositories have no TensorRT
         _check_profiles(checks, model, config, config_tensors(config.input, batching))
     return config, onnx_path

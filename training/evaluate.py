@@ -67,6 +67,44 @@ def _ceiling(
     }
 
 
+def score_bags(bags, ys, probs, attention, truth: dict, top_k: int | None, threshold: float):
+    """Per bag its row of bags.csv and its cells' rows of cells.csv (attention, rank, truth),
+    and the top-K retrieval over the abnormal bags (found, fraction, a random ranking's)."""
+    bag_rows, cell_rows, found_fracs, found_counts, chance = [], [], [], [], []
+    for bag, y, p, att in zip(bags, ys, probs, attention):
+        positive = np.array([truth.get((bag.bag_id, n), 0) for n in bag.names], dtype=bool)
+        k = top_k or default_top_k(len(bag.names))
+        found, frac = top_k_retrieval(att, positive, k) if y == 1 else (0, float("nan"))
+        if y == 1:
+            found_counts.append(found)
+            found_fracs.append(frac)
+            chance.append(min(k, len(bag.names)) / len(bag.names))  # a random ranking's expected fraction
+        bag_rows.append(
+            (
+                bag.bag_id,
+                y,
+                f"{p:.6f}",
+                int(p >= threshold),
+                len(bag.names),
+                int(positive.sum()),
+                k,
+                found if y else "",
+                f"{frac:.4f}" if y else "",
+            )
+        )
+        ranks = np.empty(len(att), dtype=int)
+        ranks[np.argsort(-att, kind="stable")] = np.arange(1, len(att) + 1)
+        cell_rows += [
+            (bag.bag_id, n, f"{a:.6g}", r, int(t)) for n, a, r, t in zip(bag.names, att, ranks, positive)
+        ]
+    retrieval = {
+        "top_k_found_mean": float(np.mean(found_counts)) if found_counts else None,
+        "top_k_fraction_mean": float(np.nanmean(found_fracs)) if found_fracs else None,
+        "top_k_chance_mean": float(np.mean(chance)) if chance else None,
+    }
+    return bag_rows, cell_rows, retrieval
+
+
 def evaluate(
     mil_path: Path,
     emb_dir: Path,
@@ -98,33 +136,7 @@ def evaluate(
     truth = read_cell_truth(bags_dir)
     probs, attention = predict(model, bags)
 
-    bag_rows, cell_rows, found_fracs, found_counts, chance = [], [], [], [], []
-    for bag, y, p, att in zip(bags, ys, probs, attention):
-        positive = np.array([truth.get((bag.bag_id, n), 0) for n in bag.names], dtype=bool)
-        k = top_k or default_top_k(len(bag.names))
-        found, frac = top_k_retrieval(att, positive, k) if y == 1 else (0, float("nan"))
-        if y == 1:
-            found_counts.append(found)
-            found_fracs.append(frac)
-            chance.append(min(k, len(bag.names)) / len(bag.names))  # a random ranking's expected fraction
-        bag_rows.append(
-            (
-                bag.bag_id,
-                y,
-                f"{p:.6f}",
-                int(p >= threshold),
-                len(bag.names),
-                int(positive.sum()),
-                k,
-                found if y else "",
-                f"{frac:.4f}" if y else "",
-            )
-        )
-        ranks = np.empty(len(att), dtype=int)
-        ranks[np.argsort(-att, kind="stable")] = np.arange(1, len(att) + 1)
-        cell_rows += [
-            (bag.bag_id, n, f"{a:.6g}", r, int(t)) for n, a, r, t in zip(bag.names, att, ranks, positive)
-        ]
+    bag_rows, cell_rows, retrieval = score_bags(bags, ys, probs, attention, truth, top_k, threshold)
 
     metrics = binary_metrics(np.array(ys), probs, threshold)
     health = model_health(probs, attention)
@@ -138,9 +150,7 @@ def evaluate(
         "threshold_rule": rule,
         **metrics,
         "top_k": top_k or "0.4 x bag size",
-        "top_k_found_mean": float(np.mean(found_counts)) if found_counts else None,
-        "top_k_fraction_mean": float(np.nanmean(found_fracs)) if found_fracs else None,
-        "top_k_chance_mean": float(np.mean(chance)) if chance else None,
+        **retrieval,
         "aggregator": ckpt["config"]["aggregator"],
         "features": meta["features"],
         "encoder_method": meta["method"],

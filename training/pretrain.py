@@ -204,6 +204,52 @@ def _init_distributed() -> tuple[int, int, torch.device]:
     return dist.get_rank(), world, device
 
 
+def training_pools(cfg: PretrainConfig, bags_dir: Path) -> CellPools:
+    """The cells pretraining draws from: of the train bags, by slide label (or by the true cell
+    label for cell-supervised), at most cfg.max_cells of them."""
+    bags = load_bags(bags_dir, split="train")
+    if cfg.method == "cell-supervised":
+        pools = CellPools.from_cell_truth(bags, read_cell_truth(bags_dir), Path(bags_dir))
+    else:
+        pools = CellPools.from_bags(bags, Path(bags_dir))
+    return pools.subset(cfg.max_cells, cfg.seed)
+
+
+def resumed_step(ckpt_path: Path, cfg: PretrainConfig, model, optimizer, dev) -> int:
+    """The step to continue from: the checkpoint's, with its weights and optimizer state loaded
+    (0 without one); a checkpoint of another configuration is refused."""
+    if not ckpt_path.exists():
+        log.debug("no checkpoint in %s: starting from scratch", ckpt_path.parent)
+        return 0
+    ckpt = load_checkpoint(ckpt_path, ENCODER_KIND, map_location=dev)
+    saved = PretrainConfig(**ckpt["config"])
+    if replace(saved, num_workers=cfg.num_workers) != cfg:
+        diff = [f.name for f in fields(cfg) if getattr(saved, f.name) != getattr(cfg, f.name)]
+        raise SlamError(f"{ckpt_path}: cannot resume, configuration differs in {', '.join(diff)}")
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    return int(ckpt["step"])
+
+
+def telemetry_row(
+    step: int, epoch: int, lr: float, stats: StepStats, cells: int, skipped: int, seconds: float
+):
+    """One row of telemetry.csv (columns: _open_telemetry)."""
+    return [
+        step,
+        epoch,
+        f"{lr:.6g}",
+        f"{stats.losses[0]:.6g}",
+        f"{stats.losses[1]:.6g}" if len(stats.losses) > 1 else "",
+        "" if math.isnan(stats.grad_cos) else f"{stats.grad_cos:.6g}",
+        int(stats.conflict),
+        f"{stats.grad_norm:.6g}",
+        cells,
+        skipped,
+        f"{seconds:.4f}",
+    ]
+
+
 def pretrain(
     cfg: PretrainConfig,
     bags_dir: Path,
@@ -221,12 +267,7 @@ def pretrain(
     """
     cfg.check()
     out = Path(out)
-    bags = load_bags(bags_dir, split="train")
-    if cfg.method == "cell-supervised":
-        pools = CellPools.from_cell_truth(bags, read_cell_truth(bags_dir), Path(bags_dir))
-    else:
-        pools = CellPools.from_bags(bags, Path(bags_dir))
-    pools = pools.subset(cfg.max_cells, cfg.seed)
+    pools = training_pools(cfg, bags_dir)
     rank, world, default_device = _init_distributed()
     dev = torch.device(device) if device else default_device
     steps_per_epoch = len(
@@ -240,18 +281,7 @@ def pretrain(
     params = trainable_parameters(model, cfg.method)
     optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     buffers = GradientBuffers(params, n_tasks=1 if METHODS[cfg.method] is None else 2)
-    step = 0
-    if resume and ckpt_path.exists():
-        ckpt = load_checkpoint(ckpt_path, ENCODER_KIND, map_location=dev)
-        saved = PretrainConfig(**ckpt["config"])
-        if replace(saved, num_workers=cfg.num_workers) != cfg:
-            diff = [f.name for f in fields(cfg) if getattr(saved, f.name) != getattr(cfg, f.name)]
-            raise SlamError(f"{ckpt_path}: cannot resume, configuration differs in {', '.join(diff)}")
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        step = int(ckpt["step"])
-    elif resume:
-        log.debug("no checkpoint in %s: starting from scratch", out)
+    step = resumed_step(ckpt_path, cfg, model, optimizer, dev) if resume else 0
 
     def save() -> None:
         if rank == 0:
@@ -298,22 +328,8 @@ def pretrain(
                 neg = uint8_to_input(neg_u8.to(dev, non_blocking=True))
                 stats = train_step(model, optimizer, buffers, pos, neg, cfg, strong, step)
                 if writer is not None:
-                    loss_b = f"{stats.losses[1]:.6g}" if len(stats.losses) > 1 else ""
-                    writer.writerow(
-                        [
-                            step,
-                            epoch,
-                            f"{lr:.6g}",
-                            f"{stats.losses[0]:.6g}",
-                            loss_b,
-                            "" if math.isnan(stats.grad_cos) else f"{stats.grad_cos:.6g}",
-                            int(stats.conflict),
-                            f"{stats.grad_norm:.6g}",
-                            len(pos_u8) + len(neg_u8),
-                            skipped,
-                            f"{time.perf_counter() - t0:.4f}",
-                        ]
-                    )
+                    n, seconds = len(pos_u8) + len(neg_u8), time.perf_counter() - t0
+                    writer.writerow(telemetry_row(step, epoch, lr, stats, n, skipped, seconds))
                     telemetry.flush()
                 step += 1
                 if on_step is not None and rank == 0:
