@@ -151,6 +151,23 @@ def open_pair(encoder: str | Path, aggregator_ckpt: Path, weights: Path | None, 
     return ex, aggregator, mil_ckpt
 
 
+def training_facts(ex, mil_ckpt: dict, agg_sha: str) -> dict:
+    """How the pair was made, for the model card: the encoder's pretraining and the aggregator's
+    configuration, validation figures, health and checksum."""
+    return {
+        "pretraining": {"encoder": ex.encoder, **ex.pretraining},
+        "aggregator": {
+            "name": mil_ckpt["config"]["aggregator"],
+            "config": mil_ckpt["config"],
+            "fit_bags": mil_ckpt.get("fit_bags"),
+            "val_bags": mil_ckpt.get("val_bags"),
+            "best": mil_ckpt.get("best"),
+            "health": mil_ckpt.get("health", {}),
+            "checkpoint_sha256": agg_sha,
+        },
+    }
+
+
 def export_pair(
     encoder: str | Path,
     aggregator_ckpt: Path,
@@ -207,18 +224,6 @@ def export_pair(
     for model in (enc, agg):
         onnx.checker.check_model(model)
     health = mil_ckpt.get("health", {})
-    training = {
-        "pretraining": {"encoder": ex.encoder, **ex.pretraining},
-        "aggregator": {
-            "name": mil_ckpt["config"]["aggregator"],
-            "config": mil_ckpt["config"],
-            "fit_bags": mil_ckpt.get("fit_bags"),
-            "val_bags": mil_ckpt.get("val_bags"),
-            "best": mil_ckpt.get("best"),
-            "health": health,
-            "checkpoint_sha256": agg_sha,
-        },
-    }
     return ExportedPair(
         enc,
         agg,
@@ -230,6 +235,6 @@ def export_pair(
         threshold,
         threshold_rule,
         health,
-        training,
+        training_facts(ex, mil_ckpt, agg_sha),
         ex.data_dir,
     )

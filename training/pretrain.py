@@ -250,6 +250,23 @@ def telemetry_row(
     ]
 
 
+def save_encoder(path: Path, model, optimizer, cfg: PretrainConfig, position: dict, bags_dir: Path) -> None:
+    """The pretraining checkpoint: weights, optimizer state, where in the schedule (step, epoch,
+    total_steps), the configuration and the bags it trained on."""
+    save_checkpoint(
+        {
+            "kind": ENCODER_KIND,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            **position,
+            "config": asdict(cfg),
+            "encoder_config": asdict(cfg.encoder_config()),
+            "bags": str(bags_dir),
+        },
+        path,
+    )
+
+
 def pretrain(
     cfg: PretrainConfig,
     bags_dir: Path,
@@ -282,23 +299,6 @@ def pretrain(
     optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     buffers = GradientBuffers(params, n_tasks=1 if METHODS[cfg.method] is None else 2)
     step = resumed_step(ckpt_path, cfg, model, optimizer, dev) if resume else 0
-
-    def save() -> None:
-        if rank == 0:
-            save_checkpoint(
-                {
-                    "kind": ENCODER_KIND,
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "step": step,
-                    "epoch": step / steps_per_epoch,
-                    "total_steps": total_steps,
-                    "config": asdict(cfg),
-                    "encoder_config": asdict(cfg.encoder_config()),
-                    "bags": str(bags_dir),
-                },
-                ckpt_path,
-            )
 
     out.mkdir(parents=True, exist_ok=True)
     telemetry, writer = _open_telemetry(out / "telemetry.csv", step) if rank == 0 else (None, None)
@@ -334,8 +334,9 @@ def pretrain(
                 step += 1
                 if on_step is not None and rank == 0:
                     on_step(step, stop, stats)
-                if step % steps_per_epoch == 0 or step >= stop:
-                    save()
+                if rank == 0 and (step % steps_per_epoch == 0 or step >= stop):
+                    position = {"step": step, "epoch": step / steps_per_epoch, "total_steps": total_steps}
+                    save_encoder(ckpt_path, model, optimizer, cfg, position, bags_dir)
                 if step >= stop:
                     break
     finally:
