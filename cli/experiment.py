@@ -12,19 +12,17 @@ from slamctl.cli.choices import Foundation, SweepPreset
 from slamctl.cli.console import err, progress_bar
 from slamctl.cli.options import WeightsOption
 from slamctl.training.bag_generation import BagSpec
-from slamctl.training.choices import PRETRAIN_METHODS
 from slamctl.training.experiment_config import CELL_AUC_PRETRAIN, CELL_AUC_SYNTH, PRESETS
+from slamctl.training.pretrain_config import METHODS
 
 app = typer.Typer(help="Experiments: the witness-rate sweep of the paper's claim.", no_args_is_help=True)
 
 
 def check_methods(value: str) -> str:
     """--methods: every name a pretraining method, checked before any data is made."""
-    unknown = [m for m in value.split(",") if m and m not in PRETRAIN_METHODS]
+    unknown = [m for m in value.split(",") if m and m not in METHODS]
     if unknown:
-        raise typer.BadParameter(
-            f"unknown method {unknown[0]!r}: expected some of {', '.join(PRETRAIN_METHODS)}"
-        )
+        raise typer.BadParameter(f"unknown method {unknown[0]!r}: expected some of {', '.join(METHODS)}")
     return value
 
 
@@ -38,7 +36,7 @@ def wr_sweep(
     methods: Annotated[
         str,
         typer.Option(
-            help=f"Comma-separated pretraining methods among {', '.join(PRETRAIN_METHODS)} (default: all).",
+            help=f"Comma-separated pretraining methods among {', '.join(METHODS)} (default: all).",
             callback=check_methods,
         ),
     ] = "",

@@ -65,7 +65,7 @@ class ExportedPair:
     image_size: int  # the size cells were decoded at in training (S is cropped from it)
     dim: int  # D
     features: str
-    aggregator_name: str  # pamil, abmil or maxmil (training/choices.py)
+    aggregator_name: str  # pamil, abmil or maxmil (training/mil_config.py AGGREGATORS)
     threshold: float  # on P(abnormal), chosen on validation bags by `train mil`
     threshold_rule: str
     health: dict  # training/health.py, measured on the validation bags

@@ -27,8 +27,8 @@ import numpy as np
 from slamctl.errors import SlamError
 from slamctl.tables import read_csv
 from slamctl.training.bag_generation import BagSpec, make_bags
-from slamctl.training.choices import FOUNDATION_FEATURES
 from slamctl.training.embed import embed_bags
+from slamctl.training.embed_config import FOUNDATION_FEATURES
 from slamctl.training.evaluate import evaluate
 from slamctl.training.experiment_config import SweepConfig
 from slamctl.training.mil import train_mil

@@ -18,7 +18,7 @@ from torch import nn
 from slamctl.checksum import sha256_of
 from slamctl.errors import SlamError
 from slamctl.training.checkpoint import ENCODER_KIND, load_checkpoint
-from slamctl.training.choices import FEATURES, FOUNDATION_ENCODERS, FOUNDATION_FEATURES
+from slamctl.training.embed_config import FEATURES, FOUNDATION_ENCODERS, FOUNDATION_FEATURES
 from slamctl.training.encoder import MEAN, STD, Encoder, encoder_of
 
 

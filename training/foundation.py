@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from slamctl.errors import SlamError
-from slamctl.training.choices import FOUNDATION_ENCODERS
+from slamctl.training.embed_config import FOUNDATION_ENCODERS
 from slamctl.training.vit import DinoVisionTransformer, VitConfig, resize_pos_embed
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

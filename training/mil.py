@@ -27,7 +27,6 @@ from slamctl.tables import write_csv
 from slamctl.training.abmil import ABMIL
 from slamctl.training.bagset import SPLIT_FILE, assign_splits, read_labels_csv, read_split
 from slamctl.training.checkpoint import MIL_KIND, load_checkpoint, save_checkpoint
-from slamctl.training.choices import AGGREGATORS
 from slamctl.training.embed import EmbeddedBag, load_embedded, read_meta
 from slamctl.training.folds import FoldEnsemble, assign_folds
 from slamctl.training.health import model_health
@@ -35,19 +34,24 @@ from slamctl.training.instance_loss import WEIGHT as INSTANCE_WEIGHT
 from slamctl.training.instance_loss import InstanceClassifiers, negatives_loss, reference_loss
 from slamctl.training.maxmil import MaxMIL
 from slamctl.training.metrics import binary_metrics
-from slamctl.training.mil_config import MilConfig
+from slamctl.training.mil_config import AGGREGATORS, MilConfig
 from slamctl.training.operating_point import choose_threshold
 from slamctl.training.pamil import PAMIL
 
+AGGREGATOR_CLASSES = {  # mil_config.AGGREGATORS -> how its model is built from the configuration
+    "pamil": lambda cfg, d: PAMIL(
+        d, n_proto=cfg.n_proto, standardise=cfg.standardise, proto_pred=cfg.proto_pred
+    ),
+    "abmil": lambda cfg, d: ABMIL(d, standardise=cfg.standardise),
+    "maxmil": lambda cfg, d: MaxMIL(d, standardise=cfg.standardise),
+}
+assert tuple(AGGREGATOR_CLASSES) == AGGREGATORS
+
 
 def build_aggregator(cfg: MilConfig, in_dim: int) -> torch.nn.Module:
-    if cfg.aggregator == "pamil":
-        return PAMIL(in_dim, n_proto=cfg.n_proto, standardise=cfg.standardise, proto_pred=cfg.proto_pred)
-    if cfg.aggregator == "abmil":
-        return ABMIL(in_dim, standardise=cfg.standardise)
-    if cfg.aggregator == "maxmil":
-        return MaxMIL(in_dim, standardise=cfg.standardise)
-    raise SlamError(f"unknown aggregator {cfg.aggregator!r}: expected one of {', '.join(AGGREGATORS)}")
+    if cfg.aggregator not in AGGREGATOR_CLASSES:
+        raise SlamError(f"unknown aggregator {cfg.aggregator!r}: expected one of {', '.join(AGGREGATORS)}")
+    return AGGREGATOR_CLASSES[cfg.aggregator](cfg, in_dim)
 
 
 def load_split_bags(

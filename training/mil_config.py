@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from slamctl.errors import SlamError
-from slamctl.training.choices import AGGREGATORS, INSTANCE_LOSSES
 from slamctl.training.operating_point import check_target_sensitivity
+
+AGGREGATORS = ("pamil", "abmil", "maxmil")  # training/mil.py keys its classes by these names
+INSTANCE_LOSSES = ("none", "reference", "negatives")  # training/instance_loss.py
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import shutil
 from slamctl import contract
 from slamctl.export.card import newest_card
 from slamctl.export.model_card import MODEL_CARD_JSON, MODEL_CARD_MD, dataset_facts
-from slamctl.training.choices import AGGREGATORS
+from slamctl.training.mil_config import AGGREGATORS
 from tests.conftest import TINY, run_cli
 
 
