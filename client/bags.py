@@ -69,7 +69,7 @@ def find_bags(path: Path) -> list[Path]:
 def decoded(
     folder: Path,
     files: list[str],
-    image_size: int | None,
+    image_size: int,
     size: int,
     pool: ThreadPoolExecutor,
     lookahead: int,

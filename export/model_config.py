@@ -92,7 +92,7 @@ def _warmup(config: pb.ModelConfig, name: str, batch_size: int, tensor: contract
     )
 
 
-def encoder_config(size: int, dim: int, s: RepositorySettings, image_size: int | None, cache: str):
+def encoder_config(size: int, dim: int, s: RepositorySettings, image_size: int, cache: str):
     gpu = s.device == "gpu"
     spec = contract.SPECS[contract.ENCODER]
     config = base_config(
@@ -104,7 +104,7 @@ def encoder_config(size: int, dim: int, s: RepositorySettings, image_size: int |
     if gpu:
         batches = (1, s.opt_batch, s.max_batch_size)
         _tensorrt(config, "FP16", s, cache, (images.name, [(b, *images.dims) for b in batches]))
-    _parameter(config, contract.IMAGE_SIZE_PARAMETER, image_size or size)
+    _parameter(config, contract.IMAGE_SIZE_PARAMETER, image_size)
     _warmup(config, f"batch_{s.warmup_batch}", s.warmup_batch, images, zero_data=True)
     return config
 
@@ -136,7 +136,7 @@ def file_encoder_config(dim: int, max_batch_size: int):
 def served_configs(
     size: int,
     dim: int,
-    image_size: int | None,
+    image_size: int,
     threshold: float,
     s: RepositorySettings,
     caches: dict[str, str],

@@ -73,13 +73,6 @@ def quantize_encoder(fp32: Path, cells: np.ndarray, out: Path, batch: int = 32) 
     return out
 
 
-def _session(model):
-    import onnxruntime as ort
-
-    data = str(model) if isinstance(model, (str, Path)) else model.SerializeToString()  # a file or a proto
-    return ort.InferenceSession(data, providers=["CPUExecutionProvider"])
-
-
 def check_int8(
     int8_encoder: Path,
     fp32_encoder,
@@ -91,10 +84,11 @@ def check_int8(
     top_k: int,
 ) -> dict:
     """Bag decisions and top-K cells of the INT8 encoder against FP32 on `bags` (name, files)."""
+    from slamctl.export.runs import cpu_session
     from slamctl.images import prepare_cell
 
-    encoders = {"int8": _session(int8_encoder), "fp32": _session(fp32_encoder)}
-    agg = _session(aggregator)
+    encoders = {"int8": cpu_session(int8_encoder), "fp32": cpu_session(fp32_encoder)}
+    agg = cpu_session(aggregator)
     same, overlaps, rows = 0, [], []
     for name, files in bags:
         images = np.stack([prepare_cell(f, image_size, size) for f in files])

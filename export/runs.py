@@ -16,17 +16,19 @@ PROB_TOL = 1e-5
 TOP_CELLS = 10
 
 
-def _session(path: Path):
+def cpu_session(model):
+    """An ONNX Runtime session on the CPU of an ONNX file (a path) or an ONNX proto."""
     import onnxruntime as ort
 
-    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    data = str(model) if isinstance(model, (str, Path)) else model.SerializeToString()
+    return ort.InferenceSession(data, providers=["CPUExecutionProvider"])
 
 
 def run_samples(
     checks: Checks, encoder_onnx: Path, aggregator_onnx: Path, size: int, dim: int, max_bag: int
 ) -> None:
     rng = np.random.default_rng(0)
-    enc = _session(encoder_onnx)
+    enc = cpu_session(encoder_onnx)
     for batch in (1, 5):
         images = rng.integers(0, 256, size=(batch, size, size, 3), dtype=np.uint8)
         (emb,) = enc.run([contract.EMBEDDINGS], {contract.IMAGES: images})
@@ -36,7 +38,7 @@ def run_samples(
             emb.shape == (batch, dim) and np.isfinite(emb).all(),
             f"EMBEDDINGS {emb.shape}",
         )
-    agg = _session(aggregator_onnx)
+    agg = cpu_session(aggregator_onnx)
     for n in (1, max_bag):
         probs, attention = agg.run(
             [contract.BAG_PROBS, contract.ATTENTION],
@@ -81,7 +83,7 @@ def check_parity(
     images = rng.integers(0, 256, size=(8, ex.crop_size, ex.crop_size, 3), dtype=np.uint8)
     with torch.no_grad():
         ref = EncoderGraph(ex.module).eval()(torch.from_numpy(images)).numpy()
-    (got,) = _session(encoder_onnx).run([contract.EMBEDDINGS], {contract.IMAGES: images})
+    (got,) = cpu_session(encoder_onnx).run([contract.EMBEDDINGS], {contract.IMAGES: images})
     diff = float(np.abs(ref - got).max())
     checks.add(
         contract.ENCODER,
@@ -92,7 +94,7 @@ def check_parity(
     bag = rng.normal(size=(500, ckpt["in_dim"])).astype(np.float32)
     with torch.no_grad():
         ref_p, ref_a = (t.numpy() for t in AggregatorGraph(aggregator).eval()(torch.from_numpy(bag)))
-    got_p, got_a = _session(aggregator_onnx).run(
+    got_p, got_a = cpu_session(aggregator_onnx).run(
         [contract.BAG_PROBS, contract.ATTENTION], {contract.EMBEDDINGS: bag}
     )
     diff = float(np.abs(ref_p - got_p).max())

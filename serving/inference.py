@@ -61,7 +61,7 @@ def batched_infer(session, model: ServedModel) -> Callable:
     return infer
 
 
-def files_infer(session, encoder: ServedModel, image_size: int | None) -> Callable:
+def files_infer(session, encoder: ServedModel, image_size: int) -> Callable:
     """Inference callable of the file encoder: cell files decoded here as the client would,
     then the encoder's session (slamctl/file_encoder.py)."""
     from pytriton.decorators import batch

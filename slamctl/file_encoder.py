@@ -17,7 +17,7 @@ import numpy as np
 from slamctl.images import cell_or_reason
 
 
-def decode_files(files: list[bytes], image_size: int | None, size: int) -> tuple[list[np.ndarray], list[str]]:
+def decode_files(files: list[bytes], image_size: int, size: int) -> tuple[list[np.ndarray], list[str]]:
     """The decodable files' images, and per file "" or the reason it was not decoded."""
     images, errors = [], []
     for i, data in enumerate(files):
@@ -32,7 +32,7 @@ def encode_files(
     files: list[bytes],
     encode: Callable[[np.ndarray], np.ndarray],
     dim: int,
-    image_size: int | None,
+    image_size: int,
     size: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(EMBEDDINGS (n, dim) float32, zero for an undecodable file; CELL_ERRORS (n, 1) bytes)."""

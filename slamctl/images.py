@@ -128,26 +128,18 @@ def center_crop(rgb: np.ndarray, size: int) -> np.ndarray:
     return rgb[top : top + size, left : left + size]
 
 
-def prepare_cell(path: Path, image_size: int | None, crop: int, data: bytes | None = None) -> np.ndarray:
-    """A cell image as the encoder sees it, uint8 (crop, crop, 3).
-
-    RGB; then, when the training image size is known (stock Triton passes it from
-    config.pbtxt), the shorter side is resized to it and the image center-cropped square,
-    as training decodes cells; when it is not (the embedded server), only images smaller
-    than `crop` are resized up. Last, the center crop to the model's input size. For cells
-    of the training size (the usual case) both give exactly the training pixels. With `data`,
-    the file's bytes are decoded instead of reading `path` (named in errors only).
+def prepare_cell(path: Path, image_size: int, crop: int, data: bytes | None = None) -> np.ndarray:
+    """A cell image as the encoder sees it, uint8 (crop, crop, 3): RGB, the shorter side
+    resized to the training image size (the served card's `image_size`) and center-cropped
+    square, as training decodes cells, then center-cropped to the model's input size. With
+    `data`, the file's bytes are decoded instead of reading `path` (named in errors only).
+    Used alike by `train embed`, the client and the server's file encoder.
     """
-    rgb = load_rgb(path, data)
-    if image_size is not None:
-        rgb = fit_square(rgb, image_size)
-    elif min(rgb.shape[:2]) < crop:
-        rgb = fit_square(rgb, crop)
-    return np.ascontiguousarray(center_crop(rgb, crop))
+    return np.ascontiguousarray(center_crop(fit_square(load_rgb(path, data), image_size), crop))
 
 
 def cell_or_reason(
-    path: Path, image_size: int | None, crop: int, data: bytes | None = None
+    path: Path, image_size: int, crop: int, data: bytes | None = None
 ) -> tuple[np.ndarray | None, str]:
     """prepare_cell, or (None, why) for a file that is not a readable cell image: the one
     per-cell skip of the client and of the server's file encoder, with the same reasons."""

@@ -23,27 +23,27 @@ from torch.utils.data import DataLoader, Dataset
 
 from slamctl.errors import SlamError
 from slamctl.files import atomic_path, write_atomic
-from slamctl.images import fit_square, load_rgb
+from slamctl.images import cell_or_reason
 from slamctl.training.bagset import Bag, load_bags
 from slamctl.training.embed_config import EmbedConfig
-from slamctl.training.encoder import center_crop, uint8_to_input
+from slamctl.training.encoder import uint8_to_input
 from slamctl.training.extractor import open_extractor
 
 META_FILE = "embedding.json"
 
 
 class _CellImages(Dataset):
-    def __init__(self, files: tuple[Path, ...], image_size: int) -> None:
-        self.files, self.image_size = files, image_size
+    """A bag's cells as the served encoder gets them: slamctl/images.py's prepare_cell, the
+    client's own decoding (decoded at the image size, center-cropped to the input size)."""
+
+    def __init__(self, files: tuple[Path, ...], image_size: int, crop_size: int) -> None:
+        self.files, self.image_size, self.crop_size = files, image_size, crop_size
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, i: int) -> tuple[np.ndarray | None, int]:
-        try:
-            return fit_square(load_rgb(self.files[i]), self.image_size), i
-        except SlamError:
-            return None, i
+        return cell_or_reason(self.files[i], self.image_size, self.crop_size)[0], i
 
 
 def _collate(items):
@@ -157,7 +157,7 @@ def embed_bags(
         path = out / f"{bag.bag_id}.npz"
         if not path.exists():
             loader = DataLoader(
-                _CellImages(bag.files, ex.image_size),
+                _CellImages(bag.files, ex.image_size, ex.crop_size),
                 batch_size=batch_size,
                 num_workers=num_workers,
                 collate_fn=_collate,
@@ -167,8 +167,7 @@ def embed_bags(
                 skipped += [bag.files[i].name for i in bad]
                 if images is None:
                     continue
-                x = center_crop(uint8_to_input(images.to(dev)), ex.crop_size)
-                chunks.append(ex.module(x).float().cpu().numpy())
+                chunks.append(ex.module(uint8_to_input(images.to(dev))).float().cpu().numpy())
                 kept += [bag.files[i].name for i in ok]
             if not kept:
                 raise SlamError(f"{bags_dir}/{bag.bag_id}: no readable cell image")

@@ -101,32 +101,5 @@ def combine(
     return out
 
 
-def project_conflicts(
-    grads: Sequence[torch.Tensor], order: Sequence[int] | None = None
-) -> list[torch.Tensor]:
-    """PCGrad's projected gradients g_i' themselves (for inspection and tests)."""
-    a = projection_matrix(gram(grads), order)
-    return [combine(grads, a[i]) for i in range(len(grads))]
-
-
-def plain_sum(grads: Sequence[torch.Tensor], order: Sequence[int] | None = None) -> torch.Tensor:
-    """g = sum_i g_i."""
-    return combine(grads, plain_sum_weights(gram(grads), order))
-
-
-def pcgrad(grads: Sequence[torch.Tensor], order: Sequence[int] | None = None) -> torch.Tensor:
-    """PCGrad: g = sum_i g_i', no rescaling."""
-    return combine(grads, pcgrad_weights(gram(grads), order))
-
-
-def ags(grads: Sequence[torch.Tensor], order: Sequence[int] | None = None) -> torch.Tensor:
-    """Adaptive Gradient Surgery: g = (sum g_i') * |sum g_i| / |sum g_i'|.
-
-    The projected direction with the plain sum's length. If the projected sum is zero
-    (e.g. two exactly opposite gradients), the result is zero, never NaN.
-    """
-    return combine(grads, ags_weights(gram(grads), order))
-
-
 # method name -> weights of the combined gradient, as a function of (Gram matrix, task order)
 WEIGHTS = {"plain_sum": plain_sum_weights, "pcgrad": pcgrad_weights, "ags": ags_weights}

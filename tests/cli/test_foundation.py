@@ -92,7 +92,7 @@ def test_served_embeddings_and_decision_equal_pytorch(dinobloom_run, tmp_path):
         r = run_cli("infer", bag, "--url", running.grpc_url, "--out", tmp_path / "out", "--top-k", 3)
         assert r.code == 0, r.err
         files = sorted(bag.iterdir())
-        images = np.stack([prepare_cell(f, None, 224) for f in files])
+        images = np.stack([prepare_cell(f, 224, 224) for f in files])
         client = grpcclient.InferenceServerClient(running.grpc_url)
         request = grpcclient.InferInput(contract.IMAGES, list(images.shape), "UINT8")
         request.set_data_from_numpy(images)

@@ -32,9 +32,7 @@ pytestmark = pytest.mark.slow
 def in_process(repo, bag):
     """The same pipeline without a server: ONNX Runtime sessions on the repository's files."""
     files = sorted(bag.iterdir())
-    images = np.stack(
-        [prepare_cell(f, None, 32) for f in files]
-    )  # the embedded server declares no image size
+    images = np.stack([prepare_cell(f, 40, 32) for f in files])  # the tiny models' image and crop sizes
     enc = ort.InferenceSession(str(repo / contract.ENCODER / "1" / "model.onnx"))
     agg = ort.InferenceSession(str(repo / contract.AGGREGATOR / "1" / "model.onnx"))
     emb = enc.run(None, {contract.IMAGES: images})[0]

@@ -11,12 +11,11 @@ from slamctl.images import fit_square, load_rgb, prepare_cell
 from slamctl.training.encoder import center_crop, uint8_to_input
 
 
-@pytest.mark.parametrize("declared", [40, None])
-def test_client_pixels_equal_the_training_pipeline(tiny_bags, declared):
-    """The client's uint8 crop is exactly what the training embed feeds the encoder, whether
-    the server declares the training image size (stock Triton) or not (embedded server)."""
+def test_client_pixels_equal_the_training_pipeline(tiny_bags):
+    """The client's uint8 crop (and `train embed`'s, which calls the same prepare_cell) is exactly
+    what pretraining's eval view feeds the encoder: decoded at the image size, center-cropped."""
     for path in sorted((tiny_bags / "bag_0000").iterdir())[:3]:
-        client = prepare_cell(path, image_size=declared, crop=32)
+        client = prepare_cell(path, image_size=40, crop=32)
         batch = torch.from_numpy(fit_square(load_rgb(path), 40)[None].copy())
         training = center_crop(uint8_to_input(batch), 32)[0]  # (3, 32, 32) float in [0, 1]
         assert client.shape == (32, 32, 3) and client.dtype == np.uint8
@@ -28,8 +27,10 @@ def test_other_sizes_follow_the_documented_rule(tmp_path):
     Image.fromarray(big).save(tmp_path / "big.png")
     out = prepare_cell(tmp_path / "big.png", image_size=40, crop=32)
     assert out.shape == (32, 32, 3)
-    # without a declared training size, a large image is only center-cropped
-    assert np.array_equal(prepare_cell(tmp_path / "big.png", image_size=None, crop=32), big[24:56, 34:66])
+    # already square at the training size: only center-cropped
+    square = big[:40, :40]
+    Image.fromarray(square).save(tmp_path / "square.png")
+    assert np.array_equal(prepare_cell(tmp_path / "square.png", image_size=40, crop=32), square[4:36, 4:36])
     small = big[:10, :10]
     Image.fromarray(small).save(tmp_path / "small.png")
     assert prepare_cell(tmp_path / "small.png", image_size=40, crop=32).shape == (32, 32, 3)

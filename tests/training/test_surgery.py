@@ -1,7 +1,33 @@
 import pytest
 import torch
 
-from slamctl.training.surgery import ags, pcgrad, plain_sum, project_conflicts
+from slamctl.training.surgery import (
+    ags_weights,
+    combine,
+    gram,
+    pcgrad_weights,
+    plain_sum_weights,
+    projection_matrix,
+)
+
+
+# The three methods on whole gradients, composed as pretraining composes them (surgery.WEIGHTS
+# on the Gram matrix, then combine), and PCGrad's projected gradients themselves.
+def project_conflicts(grads, order=None):
+    a = projection_matrix(gram(grads), order)
+    return [combine(grads, a[i]) for i in range(len(grads))]
+
+
+def plain_sum(grads, order=None):
+    return combine(grads, plain_sum_weights(gram(grads), order))
+
+
+def pcgrad(grads, order=None):
+    return combine(grads, pcgrad_weights(gram(grads), order))
+
+
+def ags(grads, order=None):
+    return combine(grads, ags_weights(gram(grads), order))
 
 
 def random_grads(seed, n_tasks=2, dim=50):
@@ -53,15 +79,15 @@ def test_ags_has_plain_sum_norm_and_pcgrad_direction(seed):
 def test_no_conflict_passes_through():
     g1, g2 = torch.tensor([1.0, 2.0, 0.0]), torch.tensor([0.5, 0.1, 3.0])
     assert torch.dot(g1, g2) > 0
-    for combine in (pcgrad, ags):
-        assert torch.allclose(combine([g1, g2]), g1 + g2)
+    for method in (pcgrad, ags):
+        assert torch.allclose(method([g1, g2]), g1 + g2)
 
 
 def test_zero_gradients_give_no_nan():
     zero, g = torch.zeros(4), torch.tensor([1.0, -2.0, 0.0, 3.0])
     for grads in ([zero, g], [g, zero], [zero, zero], [g, -g]):
-        for combine in (plain_sum, pcgrad, ags):
-            assert torch.isfinite(combine(grads)).all()
+        for method in (plain_sum, pcgrad, ags):
+            assert torch.isfinite(method(grads)).all()
     assert torch.equal(ags([g, -g]), torch.zeros(4))  # plain sum is zero, so is AGS
 
 
