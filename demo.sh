@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job on embedded defaults, end to end, on a CPU-only machine:
-# synthetic data -> SLAM-AGS pretraining (tiny preset) -> embeddings -> PAMIL -> export to a
+# synthetic data -> SLAM-AGS pretraining (tiny preset) -> embeddings -> MIL (maxmil) -> export to a
 # Triton model repository -> validation -> embedded Triton -> `slamctl infer --report` on
 # the held-out bags -> summary, report and metrics -> server stopped.
 # A second run reuses what exists. `./demo.sh --quick` is the short mode CI runs: its model
@@ -9,7 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")"
 # The demo's data and budget (README, "Set-up"): 200 bags of 40 synthetic cells of 48 px,
 # 20% abnormal cells in an abnormal bag, blasts easier to tell than the default (difficulty
-# 0.15, not 0.6), a narrow ResNet18 (width 8) cropped to 40 px, gated ABMIL, top-8 cells.
+# 0.15, not 0.6), a narrow ResNet18 (width 8) cropped to 40 px, maxmil without per-bag
+# standardisation (at 20% it would read the label from the median's shift), top-8 cells.
 BAGS=200; CELLS=40; WR=0.2; DIFFICULTY=0.15; IMAGE=48; CROP=40; WIDTH=8; EPOCHS=3; TOPK=8; OUT=demo; EXPORT_FLAGS=()
 if [ "${1:-}" = "--quick" ]; then BAGS=16; CELLS=24; EPOCHS=1; OUT=demo-quick; EXPORT_FLAGS=(--allow-degenerate); fi
 

@@ -124,10 +124,6 @@ def aggregator_config(dim: int, s: RepositorySettings, threshold: float, cache: 
     return config
 
 
-def card_config():
-    return base_config(contract.SPECS[contract.MODEL_CARD], 0, 0, max_batch_size=0, instances=1, gpu=False)
-
-
 def file_encoder_config(dim: int, max_batch_size: int):
     spec = contract.SPECS[contract.FILE_ENCODER]
     return base_config(spec, 0, dim, max_batch_size=max_batch_size, instances=2, gpu=False)
@@ -141,14 +137,19 @@ def served_configs(
     s: RepositorySettings,
     caches: dict[str, str],
 ) -> dict[str, str]:
-    """config.pbtxt's text of every served model, in the table's order."""
-    configs = {
-        contract.ENCODER: encoder_config(size, dim, s, image_size, caches[contract.ENCODER]),
-        contract.AGGREGATOR: aggregator_config(dim, s, threshold, caches[contract.AGGREGATOR]),
-        contract.MODEL_CARD: card_config(),
-        contract.FILE_ENCODER: file_encoder_config(dim, s.max_batch_size),
+    """config.pbtxt's text of every served model, in the table's order: the row's config (one
+    CPU instance), or the model's own builder where it adds to it."""
+    builders = {
+        contract.ENCODER: lambda: encoder_config(size, dim, s, image_size, caches[contract.ENCODER]),
+        contract.AGGREGATOR: lambda: aggregator_config(dim, s, threshold, caches[contract.AGGREGATOR]),
+        contract.FILE_ENCODER: lambda: file_encoder_config(dim, s.max_batch_size),
     }
-    assert tuple(configs) == contract.SERVED_MODELS, "a served model without its config"
+    configs = {
+        spec.name: builders[spec.name]()
+        if spec.name in builders
+        else base_config(spec, size, dim, max_batch_size=s.max_batch_size, instances=1, gpu=False)
+        for spec in contract.SERVED
+    }
     return {
         name: text_format.MessageToString(config, use_short_repeated_primitives=True)
         for name, config in configs.items()

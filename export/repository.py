@@ -123,12 +123,13 @@ def write_repository(
     card_file = card_path(repository, version)
     card_file.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(card_file, card.to_json().encode())
-    write_atomic(card_file.parent / "model.py", triton_models.source(triton_models.CARD_MODEL))
     data = dataset_facts(pair.data_dir) if data is None else data
     write_model_card(card_file.parent, build_model_card(card, pair.training, data, evaluation))
-    files_folder = repository / contract.FILE_ENCODER / str(version)  # the encoded wire path
-    files_folder.mkdir(parents=True, exist_ok=True)
-    write_atomic(files_folder / "model.py", triton_models.source(triton_models.FILE_ENCODER_MODEL))
+    for spec in contract.SERVED:  # the Python-backend models' code, as their rows name it
+        if spec.source is not None:
+            folder = repository / spec.name / str(version)
+            folder.mkdir(parents=True, exist_ok=True)
+            write_atomic(folder / "model.py", triton_models.source(spec.source))
     update_manifest(repository, version, card, sources or {})
     return version
 

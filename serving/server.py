@@ -84,17 +84,21 @@ def bind_models(triton, models: list[ServedModel], card: bytes, threads: int) ->
                 m.onnx_path,
                 sessions[m.name].get_providers()[0],
             )
-    callables = {
-        contract.ENCODER: lambda m: batched_infer(sessions[m.name], m),
-        contract.AGGREGATOR: lambda m: bag_infer(sessions[m.name], m),
+    image_size = ServedCard.from_json(card, contract.MODEL_CARD).image_size
+    python_callables = {  # the Python-backend models' PyTriton side (export/triton_models/ for stock Triton)
         contract.FILE_ENCODER: lambda m: files_infer(
-            sessions[contract.ENCODER],
-            by_name[contract.ENCODER],
-            ServedCard.from_json(card, contract.MODEL_CARD).image_size,
+            sessions[contract.ENCODER], by_name[contract.ENCODER], image_size
         ),
         contract.MODEL_CARD: lambda m: card_infer(card),
     }
-    assert set(callables) == set(contract.SERVED_MODELS), "a served model without its callable"
+
+    def infer_func(m: ServedModel):
+        if m.onnx_path is not None:  # an ONNX model: whole batches, or one item (a bag) per request
+            return (
+                batched_infer(sessions[m.name], m) if m.max_batch_size > 0 else bag_infer(sessions[m.name], m)
+            )
+        return python_callables[m.name](m)
+
     for m in models:
         batcher = None
         if m.dynamic:
@@ -105,7 +109,7 @@ def bind_models(triton, models: list[ServedModel], card: bytes, threads: int) ->
         triton.bind(
             model_name=m.name,
             model_version=m.version,
-            infer_func=callables[m.name](m),
+            infer_func=infer_func(m),
             inputs=[Tensor(name=n, dtype=d, shape=s) for n, d, s in m.inputs],
             outputs=[Tensor(name=n, dtype=d, shape=s) for n, d, s in m.outputs],
             # a batch dimension without the batcher (the file encoder, export/model_config.py):

@@ -106,11 +106,13 @@ class ModelSpec:
     inputs: Callable[[int, int], tuple[TensorSpec, ...]]  # (S, D) -> the input tensors
     outputs: Callable[[int, int], tuple[TensorSpec, ...]]  # (S, D) -> the output tensors
     wire: str | None = None  # needed only by clients of this --wire; None: by every client
+    source: str | None = None  # a Python-backend model's module in export/triton_models/
 
 
-# The served models, in the model id's order. Adding one is a row here, its model code (an
-# ONNX export or a module in export/triton_models/), its config extras in
-# export/model_config.py and its inference callable in serving/inference.py.
+# The served models, in the model id's order. Adding one is a row here and its model code:
+# an ONNX export, or a module in export/triton_models/ (which stock Triton runs) with its
+# PyTriton callable in serving/inference.py (which `slamctl serve` binds). Its config is the
+# row's (export/model_config.py adds TensorRT and parameters to the ONNX models).
 SERVED = (
     ModelSpec(
         ENCODER, ONNX_PLATFORM, "dynamic", lambda s, d: encoder_inputs(s), lambda s, d: encoder_outputs(d)
@@ -122,7 +124,14 @@ SERVED = (
         lambda s, d: aggregator_inputs(d),
         lambda s, d: aggregator_outputs(),
     ),
-    ModelSpec(MODEL_CARD, PYTHON_BACKEND, "none", lambda s, d: card_inputs(), lambda s, d: card_outputs()),
+    ModelSpec(
+        MODEL_CARD,
+        PYTHON_BACKEND,
+        "none",
+        lambda s, d: card_inputs(),
+        lambda s, d: card_outputs(),
+        source="card_model.py",
+    ),
     ModelSpec(
         FILE_ENCODER,
         PYTHON_BACKEND,
@@ -130,6 +139,7 @@ SERVED = (
         lambda s, d: file_encoder_inputs(),
         lambda s, d: file_encoder_outputs(d),
         wire="encoded",
+        source="file_encoder_model.py",
     ),
 )
 SPECS = {m.name: m for m in SERVED}

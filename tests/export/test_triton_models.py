@@ -24,7 +24,7 @@ def load(name: str, monkeypatch):
     return module
 
 
-@pytest.mark.parametrize("name", [triton_models.CARD_MODEL, triton_models.FILE_ENCODER_MODEL])
+@pytest.mark.parametrize("name", [m.source for m in contract.SERVED if m.source])
 def test_the_models_use_the_contracts_names(name, monkeypatch):
     module = load(name, monkeypatch)
     names = {k: v for k, v in vars(module).items() if k.isupper()}
@@ -33,9 +33,7 @@ def test_the_models_use_the_contracts_names(name, monkeypatch):
 
 
 def test_the_repository_holds_them_unchanged(tiny_repository):
-    served = {
-        contract.MODEL_CARD: triton_models.CARD_MODEL,
-        contract.FILE_ENCODER: triton_models.FILE_ENCODER_MODEL,
-    }
-    for model, name in served.items():
-        assert (tiny_repository / model / "1" / "model.py").read_bytes() == triton_models.source(name)
+    python = [m for m in contract.SERVED if m.backend == contract.PYTHON_BACKEND]
+    assert {m.name for m in python} == {contract.MODEL_CARD, contract.FILE_ENCODER}
+    for m in python:
+        assert (tiny_repository / m.name / "1" / "model.py").read_bytes() == triton_models.source(m.source)
