@@ -28,7 +28,7 @@ def card_path(repository: Path, version: int) -> Path:
 
 def newest_card_path(repository: Path) -> Path:
     """card.json of the newest version, the one served (the repository must have one)."""
-    from slamctl.export.repository import existing_versions
+    from slamctl.export.layout import existing_versions
 
     return card_path(repository, existing_versions(Path(repository) / contract.MODEL_CARD)[-1])
 

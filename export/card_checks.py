@@ -42,7 +42,7 @@ def check_card(checks: Checks, repo: Path, onnx_paths: dict[str, Path]) -> None:
     from slamctl.card import ServedCard
     from slamctl.checksum import sha256_of
     from slamctl.export.card import CARD_FILE
-    from slamctl.export.repository import existing_versions
+    from slamctl.export.layout import existing_versions
 
     model = contract.MODEL_CARD
     config = _python_model_config(checks, repo, model)
@@ -90,7 +90,7 @@ def check_card(checks: Checks, repo: Path, onnx_paths: dict[str, Path]) -> None:
 
 def check_file_encoder(checks: Checks, repo: Path, dim: int | None) -> None:
     """The encoded wire path's model (export/triton_models/file_encoder_model.py): config and model.py."""
-    from slamctl.export.repository import existing_versions
+    from slamctl.export.layout import existing_versions
 
     model = contract.FILE_ENCODER
     config = _python_model_config(checks, repo, model)

@@ -84,7 +84,7 @@ def check_int8(
     top_k: int,
 ) -> dict:
     """Bag decisions and top-K cells of the INT8 encoder against FP32 on `bags` (name, files)."""
-    from slamctl.export.runs import cpu_session
+    from slamctl.export.sessions import cpu_session
     from slamctl.images import prepare_cell
 
     encoders = {"int8": cpu_session(int8_encoder), "fp32": cpu_session(fp32_encoder)}

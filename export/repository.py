@@ -32,6 +32,7 @@ from slamctl.checksum import sha256_of
 from slamctl.errors import SlamError
 from slamctl.export import triton_models
 from slamctl.export.card import card_path
+from slamctl.export.layout import existing_versions, version_files
 from slamctl.export.model_card import (
     build_model_card,
     dataset_facts,
@@ -44,24 +45,7 @@ from slamctl.files import write_atomic
 MANIFEST = "manifest.json"
 
 
-def version_files(repository: Path) -> list[str]:
-    """Every file in a version folder (MODEL/<n>/...), relative: what the manifest must hash
-    (weights moved into an ONNX external-data file beside model.onnx included); Python's
-    bytecode caches, which a Python-backend server may write there, left out."""
-    return sorted(
-        str(p.relative_to(repository))
-        for p in Path(repository).glob("*/[0-9]*/**/*")
-        if p.is_file() and p.parts[len(Path(repository).parts) + 1].isdigit() and "__pycache__" not in p.parts
-    )
-
-
 MODELS = contract.ONNX_MODELS
-
-
-def existing_versions(model_dir: Path) -> list[int]:
-    if not model_dir.is_dir():
-        return []
-    return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
 
 
 def write_repository(

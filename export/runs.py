@@ -10,18 +10,11 @@ import numpy as np
 
 from slamctl import contract
 from slamctl.export.checks import Checks
+from slamctl.export.sessions import cpu_session
 
 EMBEDDING_TOL = 1e-4
 PROB_TOL = 1e-5
 TOP_CELLS = 10
-
-
-def cpu_session(model):
-    """An ONNX Runtime session on the CPU of an ONNX file (a path) or an ONNX proto."""
-    import onnxruntime as ort
-
-    data = str(model) if isinstance(model, (str, Path)) else model.SerializeToString()
-    return ort.InferenceSession(data, providers=["CPUExecutionProvider"])
 
 
 def run_samples(

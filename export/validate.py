@@ -153,7 +153,7 @@ def check_model_config(checks: Checks, repo: Path, model: str):
     """Parse and check one model's config against the contract and its ONNX graph."""
     import onnx
 
-    from slamctl.export.repository import existing_versions
+    from slamctl.export.layout import existing_versions
 
     config_path = repo / model / "config.pbtxt"
     if not checks.add(model, "config.pbtxt exists", config_path.is_file(), str(config_path)):
@@ -200,7 +200,7 @@ def check_manifest(checks: Checks, repo: Path) -> None:
     path = repo / "manifest.json"
     if not checks.add("repository", "manifest.json exists", path.is_file(), str(path)):
         return
-    from slamctl.export.repository import version_files
+    from slamctl.export.layout import version_files
 
     files = json.loads(path.read_text()).get("files", {})
     on_disk = set(version_files(repo))

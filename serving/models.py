@@ -30,8 +30,8 @@ class ServedModel:
 
 def read_models(repository: Path) -> list[ServedModel]:
     """Validate the repository (no checkpoints needed), then read what each config says."""
+    from slamctl.export.layout import existing_versions
     from slamctl.export.model_config import dtype_name, parse_config
-    from slamctl.export.repository import existing_versions
     from slamctl.export.validate import validate_repository
 
     repository = Path(repository)
