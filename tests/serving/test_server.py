@@ -3,6 +3,7 @@
 import json
 import re
 import socket
+import statistics
 import threading
 import time
 from pathlib import Path
@@ -485,11 +486,16 @@ def test_hostile_cell_files_leave_the_server_memory_flat(server):
 
     send(5)
     levels = [rss_mb(processes)]
-    for _ in range(3):
+    for _ in range(5):
         send(8)  # 8 x 32 MiB of refused bytes per round
         levels.append(rss_mb(processes))
     growth = [round(b - a) for a, b in zip(levels, levels[1:])]
-    assert sum(growth) < 150 and growth[-1] < 50, f"server memory per 8 requests (MB): {growth}"
+    # keeping the refused bytes would grow 256 MB a round; one window's RSS noise here reaches
+    # +-80 MB, so the median round and the total are held far below a leak, not a single window
+    leak = 8 * 32
+    assert statistics.median(growth) < leak / 4 and sum(growth) < leak, (
+        f"server memory per 8 requests (MB): {growth}"
+    )
 
 
 def test_sigterm_with_many_idle_connections_stops_within_kubernetes_grace(tiny_repository, tmp_path):
