@@ -73,7 +73,7 @@ def wr_sweep(
     ] = None,
     weights: WeightsOption = None,
 ) -> None:
-    """Every pretraining method x witness rate x seed with PAMIL on top; tables and a plot.
+    """Every pretraining method x witness rate x seed with MIL on top; tables and a plot.
 
     Resumable: finished runs are kept and skipped when the command is run again.
     """

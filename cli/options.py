@@ -55,5 +55,8 @@ EncoderOption = Annotated[
 ]
 WeightsOption = Annotated[
     Path | None,
-    typer.Option(help="With --encoder dinobloom-*: the weights file (DinoBloom-S.pth ...), from disk."),
+    typer.Option(
+        help="With a dinobloom-* encoder (--encoder, or --foundation in experiment wr-sweep): "
+        "its weights file (DinoBloom-S.pth ...), from disk."
+    ),
 ]

@@ -4,7 +4,8 @@ For each (witness rate, seed) one data set is made (synthetic, or bags from a cl
 data set) and shared by every method, so methods differ only in pretraining; every
 method gets the same budget (epochs, batch, model, MIL training). Each run is
 synth/bags -> pretrain -> embed -> MIL -> evaluate and leaves its summary.json, so an
-interrupted sweep resumes where it stopped.
+interrupted sweep resumes where it stopped; a sweep resumed with other MIL settings retrains
+only MIL on the kept embeddings.
 
 Outputs under OUT (training/sweep_results.py writes them): runs.csv (one row per run, with the gradient-conflict telemetry),
 results.csv and results.md (mean +- std over seeds of bag F1, Top-K retrieval and bag AUC per
@@ -25,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from slamctl.errors import SlamError
+from slamctl.files import write_atomic
 from slamctl.tables import read_csv
 from slamctl.training.bag_generation import BagSpec, make_bags
 from slamctl.training.embed import embed_bags
@@ -32,11 +34,14 @@ from slamctl.training.embed_config import FOUNDATION_FEATURES
 from slamctl.training.evaluate import evaluate
 from slamctl.training.experiment_config import SweepConfig
 from slamctl.training.mil import train_mil
+from slamctl.training.mil_config import MilConfig
 from slamctl.training.pretrain import pretrain
 from slamctl.training.sweep_results import plot, run_dir, write_intervals, write_tables
 from slamctl.training.synthetic import generate
 
 log = logging.getLogger(__name__)
+
+MIL_SETTINGS = "mil_config.json"  # beside eval/summary.json: the MIL settings it was made with
 
 
 def conflict_stats(telemetry: Path) -> tuple[float, float]:
@@ -62,17 +67,32 @@ def make_data(
     return data
 
 
+def finished(run: Path, mil: MilConfig) -> dict | None:
+    """The run's summary if it was evaluated after MIL with exactly these settings, else None:
+    a sweep resumed with other MIL settings retrains MIL (pretraining and embeddings are kept)."""
+    summary, settings = run / "eval" / "summary.json", run / "eval" / MIL_SETTINGS
+    if summary.exists() and settings.exists() and json.loads(settings.read_text()) == asdict(mil):
+        return json.loads(summary.read_text())
+    return None
+
+
+def mil_and_evaluate(mil: MilConfig, emb: Path, data: Path, run: Path) -> dict:
+    """train mil -> evaluate on the held-out bags; records the MIL settings beside the summary."""
+    summary = evaluate(train_mil(mil, emb, data / "labels.csv", run), emb, data, run / "eval")
+    write_atomic(run / "eval" / MIL_SETTINGS, json.dumps(asdict(mil), indent=2) + "\n")
+    return summary
+
+
 def run_one(cfg: SweepConfig, data: Path, run: Path, method: str, seed: int) -> dict:
     """pretrain -> embed -> MIL -> evaluate for one method on one data set (resumable)."""
-    summary_path = run / "eval" / "summary.json"
-    if summary_path.exists():
-        return json.loads(summary_path.read_text())
+    mil = replace(cfg.mil, seed=seed)
+    if (summary := finished(run, mil)) is not None:
+        return summary
     pcfg = replace(cfg.pretrain, method=method, seed=seed)
     ckpt = pretrain(pcfg, data, run, resume=True)
     emb = run / "embeddings"
     embed_bags(ckpt, data, emb, features=cfg.features, batch_size=cfg.embed_batch, num_workers=0)
-    mil = train_mil(replace(cfg.mil, seed=seed), emb, data / "labels.csv", run)
-    return evaluate(mil, emb, data, run / "eval")
+    return mil_and_evaluate(mil, emb, data, run)
 
 
 def run_reference(cfg: SweepConfig, data: Path, run: Path, reference: str, seed: int) -> dict:
@@ -82,9 +102,9 @@ def run_reference(cfg: SweepConfig, data: Path, run: Path, reference: str, seed:
 
     if reference == "cell-supervised":
         return run_one(cfg, data, run, reference, seed)
-    summary_path = run / "eval" / "summary.json"
-    if summary_path.exists():
-        return json.loads(summary_path.read_text())
+    mil = replace(cfg.mil, seed=seed)
+    if (summary := finished(run, mil)) is not None:
+        return summary
     if reference == cfg.foundation:  # frozen: no pretraining, its own transform
         emb = run / "embeddings"
         embed_bags(
@@ -100,8 +120,7 @@ def run_reference(cfg: SweepConfig, data: Path, run: Path, reference: str, seed:
         emb = oracle_embeddings(data, run / "embeddings", seed=seed)
     else:
         raise SlamError(f"reference {reference!r}: expected oracle, cell-supervised or a foundation encoder")
-    mil = train_mil(replace(cfg.mil, seed=seed), emb, data / "labels.csv", run)
-    return evaluate(mil, emb, data, run / "eval")
+    return mil_and_evaluate(mil, emb, data, run)
 
 
 def run_sweep(

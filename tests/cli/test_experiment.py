@@ -1,8 +1,11 @@
 import csv
 import json
+from dataclasses import replace
 
 import pytest
 
+from slamctl.training.experiment import run_sweep
+from slamctl.training.experiment_config import PRESETS
 from tests.conftest import run_cli
 from tests.foundation_weights import write_dinobloom
 
@@ -45,6 +48,17 @@ def test_wr_sweep_smoke_writes_tables_and_plot(tmp_path):
     assert (
         tmp_path / "runs" / "simclr" / "wr0.2_seed0" / "eval" / "summary.json"
     ).stat().st_mtime_ns == stamp
+    # resumed with other MIL settings: MIL and evaluation are redone, pretraining and embeddings kept
+    run = tmp_path / "runs" / "simclr" / "wr0.2_seed0"
+    kept = {
+        p: p.stat().st_mtime_ns for p in (run / "checkpoint.pt", *sorted((run / "embeddings").glob("*.npz")))
+    }
+    smoke = PRESETS["smoke"]
+    cfg = replace(smoke, methods=("slam-ags", "simclr"), witness_rates=(0.2,), seeds=(0, 1))
+    run_sweep(replace(cfg, mil=replace(smoke.mil, epochs=2)), tmp_path)
+    assert (run / "eval" / "summary.json").stat().st_mtime_ns != stamp
+    assert json.loads((run / "eval" / "mil_config.json").read_text())["epochs"] == 2
+    assert {p: p.stat().st_mtime_ns for p in kept} == kept
 
 
 @pytest.mark.slow
