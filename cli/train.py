@@ -159,6 +159,14 @@ def mil(
             "in the exported graph: removes a slide's offset and scale."
         ),
     ] = _MIL.standardise,
+    top_fraction: Annotated[
+        float,
+        typer.Option(
+            help="maxmil's pooling: the bag's logit is the mean of its k highest cell scores, k = this "
+            "fraction of its cells (at least one); 0 takes the highest. 0.01 pools as many cells as a "
+            "1% witness rate puts in a bag."
+        ),
+    ] = _MIL.top_fraction,
     instance_loss: Annotated[
         InstanceLoss,
         typer.Option(
@@ -230,6 +238,7 @@ def mil(
         lr=lr,
         n_proto=n_proto,
         standardise=standardise,
+        top_fraction=top_fraction,
         instance_loss=instance_loss.value,
         proto_pred=proto_pred,
         restarts=restarts,

@@ -43,7 +43,7 @@ AGGREGATOR_CLASSES = {  # mil_config.AGGREGATORS -> how its model is built from 
         d, n_proto=cfg.n_proto, standardise=cfg.standardise, proto_pred=cfg.proto_pred
     ),
     "abmil": lambda cfg, d: ABMIL(d, standardise=cfg.standardise),
-    "maxmil": lambda cfg, d: MaxMIL(d, standardise=cfg.standardise),
+    "maxmil": lambda cfg, d: MaxMIL(d, standardise=cfg.standardise, top_fraction=cfg.top_fraction),
 }
 assert tuple(AGGREGATOR_CLASSES) == AGGREGATORS
 

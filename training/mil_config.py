@@ -21,6 +21,7 @@ class MilConfig:
     weight_decay: float = 1e-4
     n_proto: int = 10  # PAMIL prototypes
     standardise: bool = True  # per-bag robust standardisation as the aggregator's first layer
+    top_fraction: float = 0.0  # maxmil: bag logit = mean of the top round(f x N) cell scores (0: the max)
     instance_loss: str = "none"  # or reference (PAMIL.py's --inst_pred), negatives (slide-label aware)
     proto_pred: bool = False  # PAMIL's prototype prediction and ER loss (PAMIL.py's --proto_pred)
     restarts: int = 5  # models trained from different seeds on the same split; lowest validation loss kept
@@ -48,6 +49,10 @@ class MilConfig:
             )
         if self.freeze_epochs < 0:
             raise SlamError(f"--freeze-epochs: expected >= 0, got {self.freeze_epochs}")
+        if not 0 <= self.top_fraction < 1:
+            raise SlamError(f"--top-fraction: expected a fraction 0 <= f < 1, got {self.top_fraction}")
+        if self.top_fraction and self.aggregator != "maxmil":
+            raise SlamError(f"--top-fraction: maxmil's pooling, not for --aggregator {self.aggregator}")
         if self.folds < 1:
             raise SlamError(f"--folds: expected >= 1, got {self.folds}")
         if self.restarts < 1:

@@ -1,5 +1,6 @@
 """The served aggregator's graph holds the per-bag standardisation: ONNX Runtime on the
-exported file equals PyTorch (one model, and a fold ensemble), and a bag moved by a constant offset and scale (a slide-level
+exported file equals PyTorch (one model, a fold ensemble, top-fraction pooling: k follows the
+bag's size), and a bag moved by a constant offset and scale (a slide-level
 effect) gets the same probability and the same attention."""
 
 import numpy as np
@@ -34,11 +35,13 @@ def test_the_served_pamil_standardises_each_bag(tiny_repository, tiny_models):
     check_graph(ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]), model, ckpt["in_dim"])
 
 
-@pytest.mark.parametrize("folds", [1, 2], ids=["one-model", "fold-ensemble"])
-def test_the_exported_maxmil_standardises_each_bag(tiny_models, tmp_path, folds):
+@pytest.mark.parametrize(
+    "folds,top_fraction", [(1, 0.0), (2, 0.0), (1, 0.1)], ids=["one-model", "fold-ensemble", "top-fraction"]
+)
+def test_the_exported_maxmil_standardises_each_bag(tiny_models, tmp_path, folds, top_fraction):
     from slamctl.export.onnx_export import export_pair
 
-    cfg = MilConfig(epochs=2, restarts=1, folds=folds)  # the default aggregator, maxmil
+    cfg = MilConfig(epochs=2, restarts=1, folds=folds, top_fraction=top_fraction)  # the default, maxmil
     mil = train_mil(cfg, tiny_models.embeddings, tiny_models.bags / "labels.csv", tmp_path / "run")
     pair = export_pair(tiny_models.encoder, mil, tmp_path / "onnx", allow_degenerate=True)
     model, ckpt = load_mil(mil)

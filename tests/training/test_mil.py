@@ -138,6 +138,8 @@ def test_a_checkpoint_of_the_right_kind_and_nothing_else_is_one_line(tmp_path):
         (["--proto-pred"], "--proto-pred: PAMIL's prototype prediction, not for --aggregator maxmil"),
         (["--restarts", "0"], "--restarts: expected >= 1, got 0"),
         (["--subsample", "0"], "--subsample: expected a fraction 0 < f <= 1, got 0.0"),
+        (["--top-fraction", "1"], "--top-fraction: expected a fraction 0 <= f < 1, got 1.0"),
+        (["--aggregator", "abmil", "--top-fraction", "0.01"], "--top-fraction: maxmil's pooling, not for"),
     ],
 )
 def test_mil_options_are_checked_in_one_line(tmp_path, options, message):

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from slamctl.training.abmil import ABMIL
-from slamctl.training.maxmil import MaxMIL
+from slamctl.training.maxmil import MaxMIL, top_mean
 from slamctl.training.pamil import PAMIL
 
 
@@ -49,6 +49,17 @@ def test_maxmil_decides_on_its_most_abnormal_cell():
     out = model(x)
     assert torch.equal(out.logits, torch.stack([torch.zeros(()), out.scores.max()]))
     assert out.attention.argmax() == out.scores.argmax()  # the served ranking is the decision's evidence
+
+
+@pytest.mark.parametrize(
+    "n,fraction,k", [(200, 0.01, 2), (300, 0.01, 3), (40, 0.01, 1), (7, 0.3, 2), (1, 0.5, 1)]
+)
+def test_top_fraction_pooling_is_the_mean_of_the_k_highest_scores(n, fraction, k):
+    torch.manual_seed(n)
+    model = MaxMIL(4, standardise=False, top_fraction=fraction).eval()
+    out = model(torch.randn(n, 4))
+    assert torch.allclose(out.logits[1], torch.sort(out.scores, descending=True).values[:k].mean())
+    assert top_mean(out.scores, 0.0) == out.scores.max()
 
 
 def test_pamil_prototype_prediction_mixes_logits_and_adds_the_er_loss():
