@@ -43,6 +43,8 @@ class OracleConfig:
     mix: float = 2.0  # Dirichlet concentration of a bag's cell-type proportions (lower: more varied)
     bag_offset: float = 2.0  # sd per dimension of a bag's own offset
     bag_scale: float = 0.2  # sd of the log of a bag's own scale
+    outliers: int = 0  # normal cells per bag moved `outlier_distance` sds along their own random direction
+    outlier_distance: float = 30.0  # (debris, doublets: far from every cell type, in no common direction)
     test_fraction: float = 0.25
     null: bool = False  # abnormal cells drawn exactly like normal ones: no signal
     seed: int = 0
@@ -82,6 +84,12 @@ class OracleCells:
         x = self.centres[types] + rng.normal(size=(len(abnormal), c.dim))  # (N, D)
         if not c.null:
             x[abnormal] += c.separation * self.direction
+        if c.outliers:
+            odd = rng.choice(
+                np.flatnonzero(~abnormal), size=min(c.outliers, int((~abnormal).sum())), replace=False
+            )
+            away = rng.normal(size=(len(odd), c.dim))
+            x[odd] += c.outlier_distance * away / np.linalg.norm(away, axis=1, keepdims=True)
         scale = np.exp(rng.normal(0.0, c.bag_scale))
         offset = rng.normal(0.0, c.bag_offset, size=c.dim)
         return (scale * x + offset).astype(np.float32)

@@ -84,6 +84,20 @@ def test_each_part_of_the_default_is_needed_at_one_percent(oracles, tmp_path, op
 
 
 @pytest.mark.slow
+def test_top_fraction_pooling_holds_where_one_outlier_cell_per_bag_defeats_the_max(tmp_path):
+    """One normal cell per bag 30 sds away in its own direction (debris, a doublet): its score
+    competes with the 3 abnormal cells for the max in every bag; the mean of the top 1% of
+    scores (3 of 300 cells) dilutes it."""
+    folders = [write_oracle(OracleConfig(outliers=1, seed=s), tmp_path / f"outliers{s}") for s in SEEDS]
+    oracles = {(0.01, s): f for s, f in zip(SEEDS, folders)}
+    auc, top_k, runs = worst(oracles, tmp_path / "top", 0.01, "--top-fraction", "0.01")
+    assert auc >= 0.95 and top_k >= 0.8, [(r["auc"], r["top_k_fraction_mean"]) for r in runs]
+    assert min(r["auc"] - r["ceiling_auc"] for r in runs) >= -0.05
+    auc, _, runs = worst(oracles, tmp_path / "max", 0.01)  # the default's max pooling
+    assert auc < 0.9, [(r["auc"], r["top_k_fraction_mean"]) for r in runs]
+
+
+@pytest.mark.slow
 def test_negative_control_gives_chance(tmp_path):
     aucs = []
     for seed in SEEDS:
