@@ -25,18 +25,18 @@ from slamctl.training.mil import train_mil
 from slamctl.training.mil_config import MilConfig
 from slamctl.training.sweep_results import run_dir
 
-PRESET = PRESETS["cpu"].mil
+PRESET = PRESETS["cpu"].mil  # no standardisation, 5 restarts, top-1% pooling, 5-fold ensemble
+BEFORE = replace(PRESET, top_fraction=0.0, folds=1)  # the preset before top-1% pooling and folds
 VARIANTS: dict[str, MilConfig] = {
-    "cpu preset (no standardise, 5 restarts)": PRESET,
-    "+ 5-fold ensemble": replace(PRESET, folds=5),
-    "+ negatives loss": replace(PRESET, instance_loss="negatives"),
-    "+ standardise": replace(PRESET, standardise=True),
-    "+ top-1% pooling": replace(PRESET, top_fraction=0.01),
-    "+ top-1% pooling, 5-fold ensemble": replace(PRESET, top_fraction=0.01, folds=5),
-    "+ 5-fold ensemble, 1 start per fold": replace(PRESET, folds=5, restarts=1),
-    "+ top-1% pooling, 5-fold ensemble, 1 start per fold": replace(
-        PRESET, top_fraction=0.01, folds=5, restarts=1
-    ),
+    "max pooling, one model (5 restarts)": BEFORE,
+    "+ 5-fold ensemble": replace(BEFORE, folds=5),
+    "+ negatives loss": replace(BEFORE, instance_loss="negatives"),
+    "+ standardise": replace(BEFORE, standardise=True),
+    "+ top-1% pooling": replace(BEFORE, top_fraction=0.01),
+    "+ top-1% pooling, 5-fold ensemble (the cpu preset)": PRESET,
+    "+ 5-fold ensemble, 1 start per fold": replace(BEFORE, folds=5, restarts=1),
+    "+ top-1% pooling, 5-fold ensemble, 1 start per fold": replace(PRESET, restarts=1),
+    "the cpu preset + negatives loss": replace(PRESET, instance_loss="negatives"),
 }
 
 
