@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from slamctl.files import write_atomic
 from slamctl.training.evaluate import evaluate
 from slamctl.training.experiment_config import PRESETS
 from slamctl.training.mil import train_mil
@@ -52,7 +53,7 @@ def run_one(sweep: Path, out: Path, variant: str, cfg: MilConfig, method: str, w
     s = evaluate(mil, run / "embeddings", data, work / "eval")
     result = {"variant": variant, "method": method, "witness_rate": wr, "seed": seed}
     result |= {k: s[k] for k in ("auc", "ceiling_auc", "top_k_fraction_mean", "probe_auc")}
-    path.write_text(json.dumps(result) + "\n")
+    write_atomic(path, json.dumps(result) + "\n")
     return result
 
 
@@ -63,7 +64,7 @@ def main() -> None:
     parser.add_argument("--sweep", type=Path, required=True, help="a finished wr-sweep's --out")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--witness-rate", type=float, default=0.01)
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), help="names of VARIANTS")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--methods", nargs="+", help="rows of the sweep (default: every one)")
     parser.add_argument("--seeds", type=int, nargs="+", help="default: the sweep's")
     args = parser.parse_args()
