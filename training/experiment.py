@@ -67,17 +67,27 @@ def make_data(
     return data
 
 
-def finished(run: Path, mil: MilConfig) -> dict | None:
-    """The run's summary if it was evaluated after MIL with exactly these settings, else None:
+def run_mil(cfg: SweepConfig, seed: int) -> MilConfig:
+    """The MIL settings of one run: the sweep's, with the run's seed."""
+    return replace(cfg.mil, seed=seed)
+
+
+def finished(cfg: SweepConfig, run: Path, seed: int) -> dict | None:
+    """The run's summary if it was evaluated after MIL with exactly its settings, else None:
     a sweep resumed with other MIL settings retrains MIL (pretraining and embeddings are kept)."""
     summary, settings = run / "eval" / "summary.json", run / "eval" / MIL_SETTINGS
-    if summary.exists() and settings.exists() and json.loads(settings.read_text()) == asdict(mil):
+    if (
+        summary.exists()
+        and settings.exists()
+        and json.loads(settings.read_text()) == asdict(run_mil(cfg, seed))
+    ):
         return json.loads(summary.read_text())
     return None
 
 
-def mil_and_evaluate(mil: MilConfig, emb: Path, data: Path, run: Path) -> dict:
+def mil_and_evaluate(cfg: SweepConfig, seed: int, emb: Path, data: Path, run: Path) -> dict:
     """train mil -> evaluate on the held-out bags; records the MIL settings beside the summary."""
+    mil = run_mil(cfg, seed)
     summary = evaluate(train_mil(mil, emb, data / "labels.csv", run), emb, data, run / "eval")
     write_atomic(run / "eval" / MIL_SETTINGS, json.dumps(asdict(mil), indent=2) + "\n")
     return summary
@@ -85,14 +95,13 @@ def mil_and_evaluate(mil: MilConfig, emb: Path, data: Path, run: Path) -> dict:
 
 def run_one(cfg: SweepConfig, data: Path, run: Path, method: str, seed: int) -> dict:
     """pretrain -> embed -> MIL -> evaluate for one method on one data set (resumable)."""
-    mil = replace(cfg.mil, seed=seed)
-    if (summary := finished(run, mil)) is not None:
+    if (summary := finished(cfg, run, seed)) is not None:
         return summary
     pcfg = replace(cfg.pretrain, method=method, seed=seed)
     ckpt = pretrain(pcfg, data, run, resume=True)
     emb = run / "embeddings"
     embed_bags(ckpt, data, emb, features=cfg.features, batch_size=cfg.embed_batch, num_workers=0)
-    return mil_and_evaluate(mil, emb, data, run)
+    return mil_and_evaluate(cfg, seed, emb, data, run)
 
 
 def run_reference(cfg: SweepConfig, data: Path, run: Path, reference: str, seed: int) -> dict:
@@ -102,8 +111,7 @@ def run_reference(cfg: SweepConfig, data: Path, run: Path, reference: str, seed:
 
     if reference == "cell-supervised":
         return run_one(cfg, data, run, reference, seed)
-    mil = replace(cfg.mil, seed=seed)
-    if (summary := finished(run, mil)) is not None:
+    if (summary := finished(cfg, run, seed)) is not None:
         return summary
     if reference == cfg.foundation:  # frozen: no pretraining, its own transform
         emb = run / "embeddings"
@@ -120,7 +128,7 @@ def run_reference(cfg: SweepConfig, data: Path, run: Path, reference: str, seed:
         emb = oracle_embeddings(data, run / "embeddings", seed=seed)
     else:
         raise SlamError(f"reference {reference!r}: expected oracle, cell-supervised or a foundation encoder")
-    return mil_and_evaluate(mil, emb, data, run)
+    return mil_and_evaluate(cfg, seed, emb, data, run)
 
 
 def run_sweep(

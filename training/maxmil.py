@@ -4,8 +4,9 @@
 bag's abnormal logit is its highest cell score: P(abnormal) = sigmoid(max score), the
 probability that its most abnormal cell is abnormal. With `top_fraction` F > 0 the bag's
 logit is the mean of its round(F x N) highest scores (at least one): F = 0.01 pools the two
-cells a 1% witness rate puts in a bag of 200, as the instance-truth ceiling scores a bag. The attention (softmax of the scores)
-ranks the cells by that score, so the served ranking is the decision's own evidence.
+cells a 1% witness rate puts in a bag of 200, as the instance-truth ceiling scores a bag.
+The attention (softmax of the scores) ranks the cells by that score, so the served ranking
+is the decision's own evidence.
 
 Slide-label aware by construction: the bag loss of a negative bag pushes its highest cell
 score, hence every cell's, below 0 (every cell of a negative bag is a known-normal cell);
