@@ -54,6 +54,12 @@ ROWS = [
     ("pamil", "+ standardise, bag augmentation (--subsample 0.5)", replace(STD, subsample=0.5)),
     ("pamil", "+ standardise, curriculum from 10%", replace(STD, init_from=CURRICULUM)),
     ("maxmil", "default, curriculum from 10%", replace(MilConfig(), init_from=CURRICULUM)),
+    ("maxmil", "default, top-1% pooling (--top-fraction 0.01)", replace(MilConfig(), top_fraction=0.01)),
+    (
+        "maxmil",
+        "default, top-1% pooling, 5-fold ensemble",
+        replace(MilConfig(), top_fraction=0.01, folds=5),
+    ),
 ]
 
 
@@ -122,6 +128,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--witness-rates", type=float, nargs="+", default=[0.01, 0.005])
     parser.add_argument("--aggregators", nargs="+", default=["pamil", "abmil", "maxmil"])
+    parser.add_argument(
+        "--settings", nargs="+", choices=sorted({name for _, name, _ in ROWS}), help="rows (default: all)"
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     print("| aggregator | setting | witness rate | bag AUC mean | worst | top-K mean | worst |")
@@ -137,7 +146,7 @@ def main() -> None:
             flush=True,
         )
         for aggregator, name, cfg in ROWS:
-            if aggregator not in args.aggregators:
+            if aggregator not in args.aggregators or (args.settings and name not in args.settings):
                 continue
             rows = [run_one(args.out, name, aggregator, cfg, o) for o in oracles]
             auc, top = [r["auc"] for r in rows], [r["top_k"] for r in rows]
